@@ -1,0 +1,50 @@
+//! `volley-load`: Volley's load-testing kit.
+//!
+//! - `sink`: an ESMTP server that accepts and discards as fast as the machine
+//!   allows, with fault injection and an optional record of what arrived.
+//! - `blast`: an open-loop SMTP load generator with HDR latency percentiles.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod blast;
+mod sink;
+
+/// Volley's load-testing kit: a fast SMTP sink and an open-loop blaster.
+#[derive(Parser, Debug)]
+#[command(name = "volley-load", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an ESMTP sink that accepts and discards mail (with fault injection).
+    Sink(sink::Args),
+    /// Send SMTP load at a target (open loop, HDR latency percentiles).
+    Blast(blast::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Sink(args) => sink::run(args),
+        Command::Blast(args) => blast::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("volley-load: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! (helper fills this in)
+
+/// Command-line arguments.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Runs the subcommand until done.
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    todo!()
+}

@@ -1,0 +1,8 @@
+//! Volley: a high-throughput bulk SMTP transmitter.
+//!
+//! Layout (see `../shared/DESIGN.md` for the map):
+//! - [`smtp`]: the SMTP protocol, sans-IO: commands, replies, addresses, EHLO
+//!   capabilities, message data framing and the client transaction planner. Used by
+//!   the egress client, the ingest servers and the load-test sink and blaster.
+
+pub mod smtp;
