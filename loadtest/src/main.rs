@@ -3,12 +3,14 @@
 //! - `sink`: an ESMTP server that accepts and discards as fast as the machine
 //!   allows, with fault injection and an optional record of what arrived.
 //! - `blast`: an open-loop SMTP load generator with HDR latency percentiles.
+//! - `demo`: both together on loopback, printing the wire-limit table.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod blast;
+mod demo;
 mod sink;
 
 /// Volley's load-testing kit: a fast SMTP sink and an open-loop blaster.
@@ -25,6 +27,8 @@ enum Command {
     Sink(sink::Args),
     /// Send SMTP load at a target (open loop, HDR latency percentiles).
     Blast(blast::Args),
+    /// Start a sink, blast standard workloads at it, print the wire-limit table.
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sink(args) => sink::run(args),
         Command::Blast(args) => blast::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
