@@ -4,5 +4,11 @@
 //! - [`smtp`]: the SMTP protocol, sans-IO: commands, replies, addresses, EHLO
 //!   capabilities, message data framing and the client transaction planner. Used by
 //!   the egress client, the ingest servers and the load-test sink and blaster.
+//! - [`model`]: messages, recipients, ids and per-recipient delivery state.
+//! - [`spool`]: durable storage of messages (RocksDB) behind a trait.
+//! - [`queue`]: the scheduler: per-domain queues, retries, expiry.
 
+pub mod model;
+pub mod queue;
 pub mod smtp;
+pub mod spool;

@@ -1,0 +1,1 @@
+//! The message model (filled in with the spool and scheduler work).

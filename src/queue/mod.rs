@@ -1,0 +1,1 @@
+//! The scheduler: sharded per-domain queues (being built).

@@ -1,0 +1,1 @@
+//! The durable spool (being built).
