@@ -39,10 +39,30 @@ struct Workload {
 }
 
 const WORKLOADS: &[Workload] = &[
-    Workload { name: "4 KB x 1 rcpt, PIPELINING+DATA", size: 4096, rcpts: 1, chunking: false },
-    Workload { name: "4 KB x 1 rcpt, PIPELINING+BDAT", size: 4096, rcpts: 1, chunking: true },
-    Workload { name: "4 KB x 50 rcpts, PIPELINING+BDAT", size: 4096, rcpts: 50, chunking: true },
-    Workload { name: "100 KB x 1 rcpt, PIPELINING+BDAT", size: 102_400, rcpts: 1, chunking: true },
+    Workload {
+        name: "4 KB x 1 rcpt, PIPELINING+DATA",
+        size: 4096,
+        rcpts: 1,
+        chunking: false,
+    },
+    Workload {
+        name: "4 KB x 1 rcpt, PIPELINING+BDAT",
+        size: 4096,
+        rcpts: 1,
+        chunking: true,
+    },
+    Workload {
+        name: "4 KB x 50 rcpts, PIPELINING+BDAT",
+        size: 4096,
+        rcpts: 50,
+        chunking: true,
+    },
+    Workload {
+        name: "100 KB x 1 rcpt, PIPELINING+BDAT",
+        size: 102_400,
+        rcpts: 1,
+        chunking: true,
+    },
 ];
 
 /// Runs the demo.
@@ -51,14 +71,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let addr = free_port("127.0.0.2")?;
     let mut sink = start_sink(&exe, addr)?;
     if !args.json {
-        println!("volley-load demo: sink on {addr}, {} connections\n", args.connections);
+        println!(
+            "volley-load demo: sink on {addr}, {} connections\n",
+            args.connections
+        );
         println!(
             "{:<36} {:>10} {:>11} {:>9} {:>9} {:>9}",
             "workload", "msgs/s", "rcpts/s", "MB/s", "p50 ms", "p99 ms"
         );
     }
     let result = run_workloads(&exe, addr, &args);
-    let _ = Command::new("kill").arg("-TERM").arg(sink.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(sink.id().to_string())
+        .status();
     let mut summary = String::new();
     if let Some(mut out) = sink.stdout.take() {
         let _ = out.read_to_string(&mut summary);
@@ -92,7 +118,10 @@ fn run_workloads(exe: &std::path::Path, addr: SocketAddr, args: &Args) -> anyhow
         if w.chunking {
             cmd.arg("--chunking");
         }
-        let out = cmd.stderr(Stdio::inherit()).output().context("running the blaster")?;
+        let out = cmd
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running the blaster")?;
         if !out.status.success() {
             bail!("blaster failed for {:?}: {}", w.name, out.status);
         }

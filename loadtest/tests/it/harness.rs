@@ -76,17 +76,26 @@ impl Sink {
                 eprintln!("[sink] {line}");
             }
         });
-        rx.recv_timeout(Duration::from_secs(20)).expect("sink did not report listening");
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("sink did not report listening");
         wait_for_port(addr, Duration::from_secs(10));
         let stdout = child.stdout.take();
-        Sink { child, addr, stdout }
+        Sink {
+            child,
+            addr,
+            stdout,
+        }
     }
 
     /// Stops the sink with SIGTERM and returns its final JSON summary.
     pub fn stop(mut self) -> serde_json::Value {
         terminate(&self.child);
         let mut out = String::new();
-        self.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         let status = wait_timeout(&mut self.child, Duration::from_secs(20));
         assert!(status.success(), "sink exited with {status}");
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("sink summary {out:?}: {e}"))
@@ -177,7 +186,10 @@ impl Drop for TempDir {
 
 fn terminate(child: &Child) {
     // kill(1) rather than libc: the test crate stays free of unsafe code.
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {

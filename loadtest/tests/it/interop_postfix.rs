@@ -8,7 +8,10 @@ use crate::harness::{blast, postfix_tool, read_jsonl, Sink, SmtpSink, TempDir};
 #[test]
 fn blast_delivers_to_postfix_smtp_sink() {
     let sink = SmtpSink::start("127.0.0.1");
-    let report = blast(sink.addr, &["--messages", "2000", "--connections", "4", "--size", "4096"]);
+    let report = blast(
+        sink.addr,
+        &["--messages", "2000", "--connections", "4", "--size", "4096"],
+    );
     assert_eq!(report["messages"], 2000, "{report}");
     assert_eq!(report["accepted_recipients"], 2000, "{report}");
     assert_eq!(report["replies"]["2xx"], 2000, "{report}");
@@ -19,7 +22,15 @@ fn blast_without_pipelining_delivers_to_postfix_smtp_sink() {
     let sink = SmtpSink::start("127.0.0.1");
     let report = blast(
         sink.addr,
-        &["--messages", "300", "--connections", "3", "--rcpts-per-msg", "3", "--no-pipelining"],
+        &[
+            "--messages",
+            "300",
+            "--connections",
+            "3",
+            "--rcpts-per-msg",
+            "3",
+            "--no-pipelining",
+        ],
     );
     assert_eq!(report["messages"], 300, "{report}");
     assert_eq!(report["recipients"], 900, "{report}");
@@ -61,11 +72,28 @@ fn swaks_starttls_delivers_to_volley_sink() {
     }
     let dir = TempDir::new("swaks");
     let record = dir.0.join("record.jsonl");
-    let sink = Sink::start("127.0.0.1", &["--tls", "--record", record.to_str().unwrap()]);
+    let sink = Sink::start(
+        "127.0.0.1",
+        &["--tls", "--record", record.to_str().unwrap()],
+    );
     let out = Command::new("swaks")
-        .args(["--server", &sink.addr.ip().to_string(), "--port", &sink.addr.port().to_string()])
-        .args(["--from", "a@swaks.example", "--to", "b@dest.example", "--tls"])
-        .args(["--body", "hello over TLS\r\n..a line that starts with a dot\r\n"])
+        .args([
+            "--server",
+            &sink.addr.ip().to_string(),
+            "--port",
+            &sink.addr.port().to_string(),
+        ])
+        .args([
+            "--from",
+            "a@swaks.example",
+            "--to",
+            "b@dest.example",
+            "--tls",
+        ])
+        .args([
+            "--body",
+            "hello over TLS\r\n..a line that starts with a dot\r\n",
+        ])
         .output()
         .expect("run swaks");
     let transcript = String::from_utf8_lossy(&out.stdout);

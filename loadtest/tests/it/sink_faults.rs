@@ -11,8 +11,17 @@ fn chunked_multi_recipient_blast_is_recorded_exactly() {
     let report = blast(
         sink.addr,
         &[
-            "--messages", "400", "--connections", "4", "--rcpts-per-msg", "5",
-            "--domains", "3", "--chunking", "--size", "10000",
+            "--messages",
+            "400",
+            "--connections",
+            "4",
+            "--rcpts-per-msg",
+            "5",
+            "--domains",
+            "3",
+            "--chunking",
+            "--size",
+            "10000",
         ],
     );
     assert_eq!(report["messages"], 400, "{report}");
@@ -34,7 +43,10 @@ fn data_pipelining_blast_is_recorded_exactly() {
     let dir = TempDir::new("record-data");
     let record = dir.0.join("record.jsonl");
     let sink = Sink::start("127.0.0.3", &["--record", record.to_str().unwrap()]);
-    let report = blast(sink.addr, &["--messages", "300", "--connections", "3", "--size", "2048"]);
+    let report = blast(
+        sink.addr,
+        &["--messages", "300", "--connections", "3", "--size", "2048"],
+    );
     assert_eq!(report["accepted_recipients"], 300, "{report}");
     let summary = sink.stop();
     assert_eq!(summary["messages"], 300, "{summary}");
@@ -46,7 +58,10 @@ fn data_pipelining_blast_is_recorded_exactly() {
 #[test]
 fn rcpt_permfail_rate_is_seen_by_the_blaster() {
     let sink = Sink::start("127.0.0.4", &["--rcpt-permfail", "100"]);
-    let report = blast(sink.addr, &["--messages", "200", "--connections", "2", "--chunking"]);
+    let report = blast(
+        sink.addr,
+        &["--messages", "200", "--connections", "2", "--chunking"],
+    );
     assert_eq!(report["messages"], 200, "{report}");
     assert_eq!(report["accepted_recipients"], 0, "{report}");
     let summary = sink.stop();
@@ -67,7 +82,14 @@ fn data_tempfail_mix_is_roughly_the_configured_share() {
     let report = blast(sink.addr, &["--messages", "1000", "--connections", "4"]);
     assert_eq!(report["messages"], 1000, "{report}");
     let tempfails = report["replies"]["4xx"].as_u64().unwrap();
-    assert!((300..=700).contains(&tempfails), "4xx {tempfails} of 1000: {report}");
+    assert!(
+        (300..=700).contains(&tempfails),
+        "4xx {tempfails} of 1000: {report}"
+    );
     let summary = sink.stop();
-    assert_eq!(summary["messages"].as_u64().unwrap() + tempfails, 1000, "{summary}");
+    assert_eq!(
+        summary["messages"].as_u64().unwrap() + tempfails,
+        1000,
+        "{summary}"
+    );
 }
