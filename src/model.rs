@@ -1,1 +1,0 @@
-//! The message model (filled in with the spool and scheduler work).
