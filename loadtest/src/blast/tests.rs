@@ -195,15 +195,17 @@ fn every_message_is_accepted_by_smtp_sink() {
     let s = run_blast(&[
         "--target",
         t,
-        "--duration",
-        "0.5",
+        "--messages",
+        "200",
         "--rate",
         "400",
         "--connections",
         "4",
     ]);
     assert_eq!(s.messages, 200, "{s:?}");
-    assert!(s.elapsed_s >= 0.49 && s.elapsed_s < 1.5, "{s:?}");
+    // Open loop: message 199 is not due before 199/400 s, however fast the sink.
+    // (No upper bound: this machine is shared, timing goals live in benchmarks.)
+    assert!(s.elapsed_s >= 0.49, "{s:?}");
     assert_eq!(s.replies.ok, 200);
 }
 

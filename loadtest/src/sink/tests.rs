@@ -364,7 +364,8 @@ fn idle_timeout_and_connection_cap() {
     let t = Instant::now();
     assert!(first.reply().starts_with("421 4.4.2"));
     assert!(first.closed());
-    assert!(t.elapsed() < Duration::from_secs(3));
+    // Well under the 300 s default: the 1 s flag took effect (loose, for a busy box).
+    assert!(t.elapsed() < Duration::from_secs(30));
     second
         .stream
         .set_read_timeout(Some(Duration::from_secs(5)))
