@@ -7,7 +7,9 @@
 //! - [`model`]: messages, recipients, ids and per-recipient delivery state.
 //! - [`spool`]: durable storage of messages (RocksDB) behind a trait.
 //! - [`queue`]: the scheduler: per-domain queues, retries, expiry.
+//! - [`egress`]: SMTP client sessions and the send path (vectored, pipelined).
 
+pub mod egress;
 pub mod model;
 pub mod queue;
 pub mod smtp;
