@@ -8,7 +8,9 @@
 //! - [`spool`]: durable storage of messages (RocksDB) behind a trait.
 //! - [`queue`]: the scheduler: per-domain queues, retries, expiry.
 //! - [`egress`]: SMTP client sessions and the send path (vectored, pipelined).
+//! - [`dns`]: routing: MX lookup with caching, sites, smarthosts, a test DNS server.
 
+pub mod dns;
 pub mod egress;
 pub mod model;
 pub mod queue;
