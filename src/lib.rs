@@ -9,10 +9,14 @@
 //! - [`queue`]: the scheduler: per-domain queues, retries, expiry.
 //! - [`egress`]: SMTP client sessions and the send path (vectored, pipelined).
 //! - [`dns`]: routing: MX lookup with caching, sites, smarthosts, a test DNS server.
+//! - [`config`]: the TOML configuration file, parsed and validated, errors naming the key.
+//! - [`shaping`]: per-site and per-domain limits: connections, GCRA rates, adaptive slow-down.
 
+pub mod config;
 pub mod dns;
 pub mod egress;
 pub mod model;
 pub mod queue;
+pub mod shaping;
 pub mod smtp;
 pub mod spool;

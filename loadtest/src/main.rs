@@ -4,6 +4,7 @@
 //!   allows, with fault injection and an optional record of what arrived.
 //! - `blast`: an open-loop SMTP load generator with HDR latency percentiles.
 //! - `demo`: both together on loopback, printing the wire-limit table.
+//! - `spool-bench`: durable store throughput and recovery time of the spool.
 
 use std::process::ExitCode;
 
@@ -12,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod blast;
 mod demo;
 mod sink;
+mod spool_bench;
 
 /// Volley's load-testing kit: a fast SMTP sink and an open-loop blaster.
 #[derive(Parser, Debug)]
@@ -29,6 +31,8 @@ enum Command {
     Blast(blast::Args),
     /// Start a sink, blast standard workloads at it, print the wire-limit table.
     Demo(demo::Args),
+    /// Measure the spool: durable store throughput and latency, recovery time.
+    SpoolBench(spool_bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::Sink(args) => sink::run(args),
         Command::Blast(args) => blast::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::SpoolBench(args) => spool_bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

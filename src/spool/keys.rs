@@ -21,11 +21,16 @@ pub fn message_key(id: MessageId) -> [u8; 16] {
 /// contiguous range, ordered by message age.
 pub fn recipient_key(domain: &str, id: MessageId, rcpt: u32) -> Vec<u8> {
     let mut k = Vec::with_capacity(domain.len() + RCPT_TAIL);
-    k.extend_from_slice(domain.as_bytes());
-    k.push(SEP);
-    k.extend_from_slice(&id.to_bytes());
-    k.extend_from_slice(&rcpt.to_be_bytes());
+    push_recipient_key(&mut k, domain, id, rcpt);
     k
+}
+
+/// Appends [`recipient_key`] to `out`, so hot loops can reuse one buffer.
+pub fn push_recipient_key(out: &mut Vec<u8>, domain: &str, id: MessageId, rcpt: u32) {
+    out.extend_from_slice(domain.as_bytes());
+    out.push(SEP);
+    out.extend_from_slice(&id.to_bytes());
+    out.extend_from_slice(&rcpt.to_be_bytes());
 }
 
 /// Splits a recipient key back into domain, id and recipient index.

@@ -197,10 +197,13 @@ impl Spool for MemorySpool {
         let mut stats = RecoveryStats::default();
         let mut cfs = self.lock();
         let mut finished = Vec::new();
-        for raw in cfs.meta.values() {
-            let Ok(meta) = decode_meta(raw) else {
-                stats.corrupt += 1;
-                continue;
+        for (key, raw) in &cfs.meta {
+            let meta = match decode_meta(raw) {
+                Ok(meta) if meta.id.to_bytes() == *key => meta,
+                _ => {
+                    stats.corrupt += 1;
+                    continue;
+                }
             };
             let mut pending = Vec::new();
             for (i, r) in meta.envelope.recipients.iter().enumerate() {

@@ -1,8 +1,9 @@
 //! The durable spool: messages from acceptance until every recipient is final.
 //!
 //! [`Spool`] is the trait; [`memory::MemorySpool`] is the in-memory implementation
-//! for tests and benchmarks; the RocksDB implementation plugs in behind the same
-//! trait with the layout below, which [`keys`] and [`crate::model::codec`] implement.
+//! for tests and benchmarks; [`rocks::RocksSpool`] is the RocksDB implementation, behind
+//! the same trait with the layout below, which [`keys`] and [`crate::model::codec`]
+//! implement. One behavioural test suite (`suite.rs`, tests only) runs against both.
 //!
 //! # Key layout (RocksDB column families)
 //!
@@ -31,16 +32,19 @@
 //! - [`Spool::remove`] deletes every record of a message once all its recipients
 //!   are final. Callers never update a recipient after removing its message.
 //!
-//! # Implementing the RocksDB spool
+//! # The RocksDB spool ([`rocks`])
 //!
 //! - Group commit: `store` encodes the batch on the caller's thread and sends
-//!   `(WriteBatch, Completer)` over a bounded channel to one writer thread; a full
-//!   channel returns `Durable::ready(Err(SpoolError::Busy))` at once (backpressure).
-//!   The writer drains whatever is queued, writes each batch unsynced, syncs the WAL
-//!   once (`flush_wal(true)`), then completes every [`Completer`] of that round with
-//!   the same result (errors map to [`SpoolError::Write`], never a panic).
+//!   `(WriteBatch, Completer)` over a bounded channel; a full channel or byte budget
+//!   returns `Durable::ready(Err(SpoolError::Busy))` at once (backpressure). A writer
+//!   thread writes each batch unsynced into RocksDB's WAL buffer (`manual_wal_flush`);
+//!   a syncer thread takes every batch written so far, syncs the WAL once
+//!   (`flush_wal(true)`), then completes every [`Completer`] of that round with the
+//!   same result (errors map to [`SpoolError::Write`], never a panic). The next
+//!   round's writes overlap the current sync (see `rocks/writer.rs` for the
+//!   measurements behind this shape).
 //! - `update` and `remove` write with `sync = false` directly from the caller.
-//! - `recover` iterates `meta` in key order and `multi_get`s the recipient keys each
+//! - `recover` iterates `meta` in key order and multi-gets the recipient keys each
 //!   meta implies (see [`memory`] for the reference algorithm); only one message's
 //!   records are in memory at a time.
 //! - `purge_domain` is `delete_range` over [`keys::domain_range`];
@@ -52,6 +56,9 @@
 pub mod cache;
 pub mod keys;
 pub mod memory;
+pub mod rocks;
+#[cfg(test)]
+mod suite;
 pub mod ticket;
 
 use std::sync::Arc;
@@ -62,6 +69,7 @@ use crate::model::{
     CampaignId, DecodeError, MessageId, MessageMeta, ModelError, PendingMessage, RecipientStatus,
 };
 pub use cache::BodyCache;
+pub use rocks::{RocksSpool, SpoolOptions};
 pub use ticket::{durable_pair, Completer, Durable};
 
 /// A message body, shared read-only by the cache and every batch sending it.
@@ -133,6 +141,10 @@ pub enum SpoolError {
     /// The message cannot be stored as given.
     #[error("invalid message: {0}")]
     Invalid(#[from] ModelError),
+    /// The spool could not be opened (bad path, locked by another process, a
+    /// database RocksDB cannot read).
+    #[error("cannot open spool: {0}")]
+    Open(String),
 }
 
 impl SpoolError {
@@ -142,7 +154,10 @@ impl SpoolError {
             SpoolError::Busy | SpoolError::Write(_) | SpoolError::Read(_) | SpoolError::Closed => {
                 true
             }
-            SpoolError::NotFound(_) | SpoolError::Corrupt { .. } | SpoolError::Invalid(_) => false,
+            SpoolError::NotFound(_)
+            | SpoolError::Corrupt { .. }
+            | SpoolError::Invalid(_)
+            | SpoolError::Open(_) => false,
         }
     }
 
