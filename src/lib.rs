@@ -8,11 +8,13 @@
 //! - [`spool`]: durable storage of messages (RocksDB) behind a trait.
 //! - [`queue`]: the scheduler: per-domain queues, retries, expiry.
 //! - [`egress`]: SMTP client sessions and the send path (vectored, pipelined).
+//! - [`delivery`]: the delivery engine: dispatcher, per-site session pools, results, delivery log.
 //! - [`dns`]: routing: MX lookup with caching, sites, smarthosts, a test DNS server.
 //! - [`config`]: the TOML configuration file, parsed and validated, errors naming the key.
 //! - [`shaping`]: per-site and per-domain limits: connections, GCRA rates, adaptive slow-down.
 
 pub mod config;
+pub mod delivery;
 pub mod dns;
 pub mod egress;
 pub mod model;

@@ -1,0 +1,382 @@
+//! One site: a set of MX hosts shared by every domain routed to it, with one pool
+//! of sessions, one set of limits, the batches staged for it and whether it is
+//! "dead" (its last connection attempt failed on every host).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::Notify;
+
+use crate::dns::{Route, SiteId};
+use crate::egress::{Endpoint, SessionOptions, TlsPolicy};
+use crate::queue::{Batch, Scheduler};
+use crate::shaping::{Limits, Shaper, SiteShaper};
+use crate::smtp::reply::Reply;
+
+/// Most domains a session looks at for direct work per take (the dispatcher's
+/// `take_next` covers the rest).
+const DIRECT_TRIES: usize = 64;
+
+/// A site and its pool's shared state.
+#[derive(Debug)]
+pub(crate) struct Site {
+    /// The site key.
+    pub id: SiteId,
+    /// Live limits: connections, rates, adaptive slow-down.
+    pub shaper: Arc<SiteShaper>,
+    /// How sessions to this site are set up (TLS policy, timeouts, window).
+    pub options: Arc<SessionOptions>,
+    /// Wakes one idle session when work is staged.
+    pub notify: Notify,
+    /// Sessions running (connecting or connected).
+    pub sessions: AtomicUsize,
+    /// Sessions waiting for work.
+    pub idle: AtomicUsize,
+    /// Sessions connected (past the SMTP greeting).
+    pub connected: AtomicUsize,
+    /// Sessions opened, for spreading them over equal-preference hosts.
+    opened: AtomicUsize,
+    /// Everything that changes under a lock.
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// The latest route (endpoints to connect to).
+    route: Arc<Route>,
+    /// Batches handed over by the dispatcher, oldest first.
+    staged: VecDeque<Batch>,
+    /// The domains routed here, for direct takes, round-robin.
+    domains: Vec<DomainEntry>,
+    /// Position of each domain in `domains`.
+    index: HashMap<Arc<str>, usize>,
+    /// Next domain to look at for direct work.
+    cursor: usize,
+    /// Until when the site counts as down, and the error that put it down.
+    dead: Option<(Instant, Reply)>,
+    /// No new session before this (a connection was refused while others ran).
+    hold: Option<Instant>,
+    /// Addresses that failed while a later one worked, tried last until then.
+    bad: HashMap<SocketAddr, Instant>,
+}
+
+/// A domain routed to a site.
+#[derive(Debug, Clone)]
+pub(crate) struct DomainEntry {
+    /// The domain.
+    pub name: Arc<str>,
+    /// Its recipients-per-transaction limit at this site.
+    pub max_rcpts: usize,
+    /// Its own TLS policy, when a rule sets one (the session's may be weaker).
+    pub tls: Option<TlsPolicy>,
+    /// Its route is fresh until then; afterwards only the dispatcher takes its
+    /// work (and routes it again).
+    pub fresh_until: Instant,
+}
+
+impl Site {
+    /// A site for `route`, with its shaper state and session options.
+    pub fn new(route: Arc<Route>, shaper: Arc<SiteShaper>, options: Arc<SessionOptions>) -> Site {
+        Site {
+            id: route.site.clone(),
+            shaper,
+            options,
+            notify: Notify::new(),
+            sessions: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            connected: AtomicUsize::new(0),
+            opened: AtomicUsize::new(0),
+            state: Mutex::new(State {
+                route,
+                staged: VecDeque::new(),
+                domains: Vec::new(),
+                index: HashMap::new(),
+                cursor: 0,
+                dead: None,
+                hold: None,
+                bad: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The site's configured limits.
+    pub fn limits(&self) -> &Arc<Limits> {
+        self.shaper.limits()
+    }
+
+    /// Registers (or refreshes) `domain` with its route; returns its entry.
+    pub fn add_domain(
+        &self,
+        shaper: &Shaper,
+        domain: &Arc<str>,
+        route: &Arc<Route>,
+        fresh_until: Instant,
+    ) -> DomainEntry {
+        let hosts: Vec<&str> = route.hosts.iter().map(|h| &*h.name).collect();
+        let limits = shaper.limits_for(domain, self.id.as_str(), &hosts);
+        let entry = DomainEntry {
+            name: domain.clone(),
+            max_rcpts: limits.max_recipients_per_transaction.max(1) as usize,
+            tls: limits.tls.map(TlsPolicy::from),
+            fresh_until,
+        };
+        let mut st = self.lock();
+        if !Arc::ptr_eq(&st.route, route) && route.expires >= st.route.expires {
+            st.route = route.clone();
+        }
+        match st.index.get(domain) {
+            Some(&i) => st.domains[i] = entry.clone(),
+            None => {
+                let i = st.domains.len();
+                st.domains.push(entry.clone());
+                st.index.insert(domain.clone(), i);
+            }
+        }
+        entry
+    }
+
+    /// Forgets `domain` (it now routes elsewhere).
+    pub fn remove_domain(&self, domain: &str) {
+        let mut st = self.lock();
+        let Some(i) = st.index.remove(domain) else {
+            return;
+        };
+        st.domains.swap_remove(i);
+        if let Some(moved) = st.domains.get(i).map(|d| d.name.clone()) {
+            st.index.insert(moved, i);
+        }
+    }
+
+    /// The recipients-per-transaction limit of `domain` here, and the TLS policy
+    /// its own rules require (if any).
+    pub fn policy(&self, domain: &str) -> (usize, Option<TlsPolicy>) {
+        let st = self.lock();
+        match st.index.get(domain) {
+            Some(&i) => (st.domains[i].max_rcpts.max(1), st.domains[i].tls),
+            None => (
+                (self.limits().max_recipients_per_transaction as usize).max(1),
+                None,
+            ),
+        }
+    }
+
+    /// Where a new session connects: every address of every host, by preference,
+    /// hosts of equal preference rotated from one session to the next (so a pool
+    /// spreads over them); `port` unless the route names its own (smarthosts).
+    pub fn endpoints(&self, port: u16) -> Vec<Endpoint> {
+        let (route, bad) = {
+            let mut st = self.lock();
+            let now = Instant::now();
+            st.bad.retain(|_, until| *until > now);
+            let bad: Vec<SocketAddr> = st.bad.keys().copied().collect();
+            (st.route.clone(), bad)
+        };
+        let port = route.port().unwrap_or(port);
+        let turn = self.opened.fetch_add(1, Ordering::Relaxed);
+        let mut hosts: Vec<_> = route.hosts.iter().collect();
+        for group in hosts.chunk_by_mut(|a, b| a.preference == b.preference) {
+            let n = group.len();
+            group.rotate_left(turn % n);
+        }
+        let mut endpoints: Vec<Endpoint> = hosts
+            .into_iter()
+            .flat_map(|h| {
+                h.addrs
+                    .iter()
+                    .map(move |ip| Endpoint::new(&*h.name, SocketAddr::new(*ip, port)))
+            })
+            .collect();
+        // Stable: addresses that failed recently go last, in their order.
+        endpoints.sort_by_key(|e| bad.contains(&e.addr));
+        endpoints
+    }
+
+    /// Tries `addrs` last until `until` (they failed while a later one answered).
+    pub fn demote(&self, addrs: impl IntoIterator<Item = SocketAddr>, until: Instant) {
+        let mut st = self.lock();
+        for a in addrs {
+            st.bad.insert(a, until);
+        }
+    }
+
+    /// Opens no new session before `until`.
+    pub fn hold_until(&self, until: Instant) {
+        self.lock().hold = Some(until);
+    }
+
+    /// Whether new sessions are held back now.
+    pub fn held(&self, now: Instant) -> bool {
+        self.lock().hold.is_some_and(|h| h > now)
+    }
+
+    /// Whether the site has no domains, sessions or staged work left (the
+    /// dispatcher may forget it).
+    pub fn is_unused(&self) -> bool {
+        let st = self.lock();
+        st.domains.is_empty() && st.staged.is_empty() && self.session_count() == 0
+    }
+
+    /// Hands a batch to the site's sessions.
+    pub fn stage(&self, batch: Batch) {
+        self.lock().staged.push_back(batch);
+        self.notify.notify_one();
+    }
+
+    /// Puts batches back at the front (a session that could not send them yet).
+    pub fn unstage(&self, batches: Vec<Batch>) {
+        let mut st = self.lock();
+        for b in batches.into_iter().rev() {
+            st.staged.push_front(b);
+        }
+        drop(st);
+        self.notify.notify_one();
+    }
+
+    /// Batches staged and not taken yet.
+    pub fn staged(&self) -> usize {
+        self.lock().staged.len()
+    }
+
+    /// Takes every staged batch.
+    pub fn drain_staged(&self) -> Vec<Batch> {
+        self.lock().staged.drain(..).collect()
+    }
+
+    /// The most batches worth staging: enough to fill every session's window.
+    pub fn stage_limit(&self) -> usize {
+        let sessions = self.shaper.connections().max();
+        (sessions * self.options.window.max_transactions).max(16)
+    }
+
+    /// The next batch for a session: staged work first, then ready work of the
+    /// site's domains with fresh routes, taken from the scheduler directly.
+    pub fn next_batch(&self, scheduler: &Scheduler) -> Option<Batch> {
+        let mut st = self.lock();
+        if let Some(b) = st.staged.pop_front() {
+            return Some(b);
+        }
+        let n = st.domains.len();
+        if n == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        for _ in 0..n.min(DIRECT_TRIES) {
+            let i = st.cursor % n;
+            st.cursor = st.cursor.wrapping_add(1);
+            let d = &st.domains[i];
+            if d.fresh_until <= now {
+                continue;
+            }
+            if let Some(b) = scheduler.take_batch_max(&d.name, d.max_rcpts) {
+                return Some(b);
+            }
+        }
+        None
+    }
+
+    /// Takes ready work of the site's domains directly, up to `max_recipients`
+    /// (for failing a dead site's backlog at once).
+    pub fn take_backlog(&self, scheduler: &Scheduler, max_recipients: usize) -> Vec<Batch> {
+        let mut out = self.drain_staged();
+        let mut n: usize = out.iter().map(|b| b.recipients.len()).sum();
+        let domains: Vec<DomainEntry> = self.lock().domains.clone();
+        for d in domains {
+            while n < max_recipients {
+                let Some(b) = scheduler.take_batch_max(&d.name, d.max_rcpts) else {
+                    break;
+                };
+                n += b.recipients.len();
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    /// Marks the site down until `until` with `reply` as the reason.
+    pub fn mark_dead(&self, until: Instant, reply: Reply) {
+        self.lock().dead = Some((until, reply));
+    }
+
+    /// Why the site is down, if it is.
+    pub fn dead(&self, now: Instant) -> Option<Reply> {
+        let mut st = self.lock();
+        match &st.dead {
+            Some((until, reply)) if *until > now => Some(reply.clone()),
+            Some(_) => {
+                st.dead = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Sessions running.
+    pub fn session_count(&self) -> usize {
+        self.sessions.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::{MxHost, RouteKind};
+    use crate::shaping::{ShapingConfig, TokioClock};
+
+    fn site(hosts: &[(&str, u16, &str)]) -> Site {
+        let route = Arc::new(Route {
+            site: SiteId::new("s"),
+            hosts: hosts
+                .iter()
+                .map(|(name, preference, ip)| MxHost {
+                    name: Arc::from(*name),
+                    preference: *preference,
+                    addrs: vec![ip.parse().unwrap()],
+                })
+                .collect(),
+            kind: RouteKind::Mx,
+            expires: Instant::now() + std::time::Duration::from_secs(60),
+        });
+        let shaper = Shaper::new(&ShapingConfig::default(), Arc::new(TokioClock::new()));
+        Site::new(
+            route,
+            shaper.site("s", &["a", "b", "c"]),
+            Arc::new(SessionOptions::new("volley.test")),
+        )
+    }
+
+    fn order(site: &Site) -> Vec<String> {
+        site.endpoints(25).into_iter().map(|e| e.host).collect()
+    }
+
+    #[test]
+    fn equal_preferences_take_turns_and_failed_addresses_go_last() {
+        let s = site(&[
+            ("a", 10, "192.0.2.1"),
+            ("b", 10, "192.0.2.2"),
+            ("c", 20, "192.0.2.3"),
+        ]);
+        assert_eq!(order(&s), ["a", "b", "c"]);
+        assert_eq!(
+            order(&s),
+            ["b", "a", "c"],
+            "next session starts at the other host"
+        );
+        let eps = s.endpoints(2525);
+        assert!(eps.iter().all(|e| e.addr.port() == 2525));
+        s.demote(
+            ["192.0.2.1:25".parse().unwrap()],
+            Instant::now() + std::time::Duration::from_secs(60),
+        );
+        assert_eq!(order(&s), ["b", "c", "a"]);
+        assert_eq!(order(&s), ["b", "c", "a"]);
+        s.demote(["192.0.2.2:25".parse().unwrap()], Instant::now());
+        assert_eq!(order(&s)[2], "a", "an expired demotion no longer counts");
+    }
+}
