@@ -29,7 +29,7 @@ use tokio::time::Instant;
 use super::engine::{lock, Shared};
 use super::pool;
 use super::results::{Attempt, RcptResult, Settlement, Work};
-use super::site::Site;
+use super::site::{session_options, Site};
 use crate::dns::{Route, RouteError, SiteId};
 use crate::egress::TlsPolicy;
 use crate::queue::Batch;
@@ -234,13 +234,8 @@ fn site_for(shared: &Arc<Shared>, st: &mut State, route: &Arc<Route>) -> Arc<Sit
     }
     let hosts: Vec<&str> = route.hosts.iter().map(|h| &*h.name).collect();
     let shaper = shared.shaper.site(route.site.as_str(), &hosts);
-    let mut options = shared.session_template.clone();
-    if let Some(policy) = shaper.limits().tls {
-        options.tls_policy = policy.into();
-    }
-    if route.smarthost().is_some_and(|s| s.tls) && options.tls_policy.allows_plaintext() {
-        options.tls_policy = TlsPolicy::Required;
-    }
+    let shaped_tls = shaper.limits().tls.map(TlsPolicy::from);
+    let options = session_options(&shared.session_template, route, shaped_tls);
     let site = Arc::new(Site::new(route.clone(), shaper, Arc::new(options)));
     st.sites.insert(route.site.clone(), site.clone());
     site

@@ -290,6 +290,8 @@ impl Engine {
             timeouts: d.timeouts.to_egress(),
             window: options.window,
             plan: Default::default(),
+            // Per smarthost: set by the dispatcher when it makes the site.
+            auth: None,
         };
         let scheduler = Arc::new(Scheduler::new(
             SchedulerConfig {

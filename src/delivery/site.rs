@@ -11,7 +11,7 @@ use std::time::Instant;
 use tokio::sync::Notify;
 
 use crate::dns::{Route, SiteId};
-use crate::egress::{Endpoint, SessionOptions, TlsPolicy};
+use crate::egress::{Credentials, Endpoint, SessionOptions, TlsPolicy};
 use crate::queue::{Batch, Scheduler};
 use crate::shaping::{Limits, Shaper, SiteShaper};
 use crate::smtp::reply::Reply;
@@ -323,10 +323,34 @@ impl Site {
     }
 }
 
+/// The session options of `route`'s site: the engine's `template`, the site's
+/// shaped TLS policy if any, and a smarthost's settings: `tls = true` makes
+/// TLS required, and its username and password become AUTH credentials (the
+/// session sends them over TLS only).
+pub(crate) fn session_options(
+    template: &SessionOptions,
+    route: &Route,
+    shaped_tls: Option<TlsPolicy>,
+) -> SessionOptions {
+    let mut options = template.clone();
+    if let Some(policy) = shaped_tls {
+        options.tls_policy = policy;
+    }
+    let smarthost = route.smarthost();
+    if smarthost.is_some_and(|s| s.tls) && options.tls_policy.allows_plaintext() {
+        options.tls_policy = TlsPolicy::Required;
+    }
+    options.auth = smarthost.and_then(|s| match (&s.username, &s.password) {
+        (Some(user), Some(pass)) => Some(Credentials::new(user.clone(), pass.clone())),
+        (Some(_), None) | (None, Some(_)) | (None, None) => None,
+    });
+    options
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dns::{MxHost, RouteKind};
+    use crate::dns::{MxHost, RouteKind, RouteOverride};
     use crate::shaping::{ShapingConfig, TokioClock};
 
     fn site(hosts: &[(&str, u16, &str)]) -> Site {
@@ -349,6 +373,51 @@ mod tests {
             shaper.site("s", &["a", "b", "c"]),
             Arc::new(SessionOptions::new("volley.test")),
         )
+    }
+
+    fn route(kind: RouteKind) -> Route {
+        Route {
+            site: SiteId::new("s"),
+            hosts: Vec::new(),
+            kind,
+            expires: Instant::now() + std::time::Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn smarthost_credentials_and_tls_reach_the_session_options() {
+        let template = SessionOptions::new("volley.test");
+        let relay = RouteOverride {
+            username: Some("volley".into()),
+            password: Some("secret".into()),
+            tls: true,
+            ..RouteOverride::all("relay.test", 587)
+        };
+        let o = session_options(
+            &template,
+            &route(RouteKind::Smarthost(Arc::new(relay.clone()))),
+            None,
+        );
+        assert_eq!(o.auth, Some(Credentials::new("volley", "secret")));
+        assert_eq!(o.tls_policy, TlsPolicy::Required);
+
+        // A stricter shaped policy stays; no password, no AUTH.
+        let half = RouteOverride {
+            password: None,
+            ..relay
+        };
+        let o = session_options(
+            &template,
+            &route(RouteKind::Smarthost(Arc::new(half))),
+            Some(TlsPolicy::RequiredVerified),
+        );
+        assert_eq!(o.auth, None);
+        assert_eq!(o.tls_policy, TlsPolicy::RequiredVerified);
+
+        // MX routes never authenticate.
+        let o = session_options(&template, &route(RouteKind::Mx), None);
+        assert_eq!(o.auth, None);
+        assert_eq!(o.tls_policy, TlsPolicy::Opportunistic);
     }
 
     fn order(site: &Site) -> Vec<String> {

@@ -53,6 +53,18 @@ pub enum SessionError {
     /// The MX host name cannot be a TLS server name.
     #[error("invalid TLS server name {0:?}")]
     BadServerName(String),
+    /// Credentials are set and the connection is in plaintext: they are never
+    /// sent in clear.
+    #[error("AUTH credentials not sent: the connection is not encrypted")]
+    AuthNeedsTls,
+    /// Credentials are set and the server offers neither PLAIN nor LOGIN.
+    #[error("AUTH credentials not sent: no supported mechanism offered")]
+    AuthUnsupported,
+    /// The server refused AUTH (e.g. `535 5.7.8`). Transient on purpose, even for
+    /// a 5xx: wrong credentials are an operator's mistake on our side, and mail
+    /// should wait for the fix rather than bounce.
+    #[error("authentication failed: {0}")]
+    AuthFailed(Reply),
 }
 
 impl SessionError {
@@ -71,12 +83,16 @@ impl SessionError {
             | SessionError::Rejected { .. }
             | SessionError::TlsNotOffered
             | SessionError::Tls(_)
-            | SessionError::BadServerName(_) => true,
+            | SessionError::BadServerName(_)
+            | SessionError::AuthNeedsTls
+            | SessionError::AuthUnsupported
+            | SessionError::AuthFailed(_) => true,
         }
     }
 
     /// Whether trying again later may work: everything but a 5xx refusal and a
-    /// host name that can never be a TLS server name.
+    /// host name that can never be a TLS server name. AUTH failures are transient
+    /// whatever the server's code (see [`SessionError::AuthFailed`]).
     pub fn is_transient(&self) -> bool {
         !self.is_permanent()
     }
@@ -94,7 +110,10 @@ impl SessionError {
             | SessionError::Closed(_)
             | SessionError::Protocol { .. }
             | SessionError::TlsNotOffered
-            | SessionError::Tls(_) => false,
+            | SessionError::Tls(_)
+            | SessionError::AuthNeedsTls
+            | SessionError::AuthUnsupported
+            | SessionError::AuthFailed(_) => false,
         }
     }
 
@@ -106,7 +125,9 @@ impl SessionError {
     /// The error as a reply for the delivery log and for recipient outcomes: the
     /// server's own reply when it refused, else a synthetic one (RFC 3463 codes:
     /// 4.4.1 no answer, 4.4.2 bad connection, 4.5.0 protocol, 4.7.5 TLS failure,
-    /// 4.7.10 TLS needed, 4.4.4 no route).
+    /// 4.7.10 TLS needed, 4.4.4 no route; 4.7.4 no usable AUTH mechanism and
+    /// 454 4.7.0 for a refused AUTH, whose server reply is kept in the text only,
+    /// so a 535 does not read as permanent).
     pub fn reply(&self) -> Reply {
         let (code, status) = match self {
             SessionError::Rejected { reply, .. } => return reply.clone(),
@@ -120,6 +141,9 @@ impl SessionError {
             SessionError::TlsNotOffered => (451, EnhancedStatus::new(4, 7, 10)),
             SessionError::Tls(_) => (451, EnhancedStatus::new(4, 7, 5)),
             SessionError::BadServerName(_) => (554, EnhancedStatus::new(5, 7, 5)),
+            SessionError::AuthNeedsTls => (451, EnhancedStatus::new(4, 7, 10)),
+            SessionError::AuthUnsupported => (451, EnhancedStatus::new(4, 7, 4)),
+            SessionError::AuthFailed(_) => (454, EnhancedStatus::new(4, 7, 0)),
         };
         let code = ReplyCode::new(code).expect("valid code");
         Reply::new(code, Some(status), self.to_string())

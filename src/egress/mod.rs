@@ -10,11 +10,13 @@
 //!
 //! - [`options`]: endpoints, timeouts, the pipelining window, session options.
 //! - [`session`]: connecting, banner, EHLO/HELO, STARTTLS, reading replies, QUIT.
+//! - [`auth`]: AUTH PLAIN / LOGIN to smarthosts, and the base64 it needs.
 //! - [`send`]: transactions, back-to-back pipelining, vectored writes, stats.
 //! - [`tls`]: TLS policy, rustls configurations, memory of TLS failures.
 //! - [`stream`]: the plain-or-TLS transport and the vectored write loop.
 //! - [`error`]: [`SessionError`], classified.
 
+pub mod auth;
 pub mod error;
 pub mod options;
 pub mod send;
@@ -23,7 +25,7 @@ pub mod stream;
 pub mod tls;
 
 pub use error::SessionError;
-pub use options::{Endpoint, PipelineWindow, SessionOptions, Timeouts};
+pub use options::{Credentials, Endpoint, PipelineWindow, SessionOptions, Timeouts};
 pub use send::{Job, JobOutcome, MessageBody, SendReport, SendStats};
 pub use session::{ClientSession, ConnectInfo};
 pub use stream::Transport;

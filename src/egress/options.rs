@@ -117,6 +117,36 @@ pub struct SessionOptions {
     pub window: PipelineWindow,
     /// Whether to use PIPELINING and CHUNKING when offered.
     pub plan: PlanOptions,
+    /// AUTH after the last EHLO (smarthosts), over TLS only; `None`: no AUTH.
+    pub auth: Option<Credentials>,
+}
+
+/// A username and password for SMTP AUTH (RFC 4954), PLAIN or LOGIN.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The authentication identity.
+    pub username: String,
+    /// The password; never printed (see the `Debug` impl).
+    pub password: String,
+}
+
+impl Credentials {
+    /// Credentials for `username` with `password`.
+    pub fn new(username: impl Into<String>, password: impl Into<String>) -> Self {
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
 }
 
 impl SessionOptions {
@@ -130,6 +160,7 @@ impl SessionOptions {
             timeouts: Timeouts::default(),
             window: PipelineWindow::default(),
             plan: PlanOptions::default(),
+            auth: None,
         }
     }
 }

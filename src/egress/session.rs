@@ -153,7 +153,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
     }
 
     /// Runs the SMTP opening on an already connected stream: banner, EHLO (HELO
-    /// if EHLO gets a 5xx), STARTTLS per policy and EHLO again.
+    /// if EHLO gets a 5xx), STARTTLS per policy and EHLO again, then AUTH if
+    /// `options.auth` is set (see [`super::auth`]).
     pub async fn handshake(
         stream: S,
         endpoint: &Endpoint,
@@ -250,6 +251,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
                 fallback = Some(format!("STARTTLS refused: {reply}"));
             }
         }
+        if let Some(credentials) = &options.auth {
+            session
+                .authenticate(credentials, &caps, tls.is_some())
+                .await?;
+        }
         let info = Arc::get_mut(&mut session.info).expect("not shared yet");
         info.banner = banner;
         info.capabilities = caps;
@@ -324,16 +330,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
         Ok(info)
     }
 
-    /// Writes one command (outside transactions: EHLO, STARTTLS, QUIT).
-    async fn write_command(
+    /// Writes one command (outside transactions: EHLO, STARTTLS, AUTH, QUIT).
+    pub(super) async fn write_command(
         &mut self,
         command: Command,
         phase: &'static str,
     ) -> Result<(), SessionError> {
         let mut bytes = Vec::with_capacity(64);
         command.write_to(&mut bytes);
+        self.write_line(&bytes, phase).await
+    }
+
+    /// Writes bytes already framed as a line (a SASL response, CRLF included).
+    pub(super) async fn write_line(
+        &mut self,
+        bytes: &[u8],
+        phase: &'static str,
+    ) -> Result<(), SessionError> {
         let write = async {
-            self.transport.write_all(&bytes).await?;
+            self.transport.write_all(bytes).await?;
             self.transport.flush().await
         };
         match tokio::time::timeout(self.timeouts.command, write).await {

@@ -1,6 +1,7 @@
 //! Egress tests: a scripted in-process SMTP server over `tokio::io::duplex` (and
 //! loopback TCP), driven by real sessions.
 
+mod auth_tests;
 mod connect_tests;
 mod send_tests;
 mod tls_tests;
