@@ -31,7 +31,7 @@ use super::pool;
 use super::results::{Attempt, RcptResult, Settlement, Work};
 use super::site::{session_options, Site};
 use crate::dns::{Route, RouteError, SiteId};
-use crate::egress::TlsPolicy;
+use crate::egress::{Endpoint, TlsPolicy};
 use crate::queue::Batch;
 use crate::shaping::Refused;
 use crate::smtp::reply::Reply;
@@ -297,6 +297,17 @@ fn hand_back(shared: &Shared, batch: Batch) {
 
 /// Fails every recipient of `batch` with `reply` (bounce if 5xx, else defer).
 pub(crate) fn fail(shared: &Shared, batch: Batch, reply: &Reply, site: Option<&SiteId>) {
+    fail_at(shared, batch, reply, site, None);
+}
+
+/// [`fail`], naming the MX that gave `reply` in the log when one answered.
+pub(crate) fn fail_at(
+    shared: &Shared,
+    batch: Batch,
+    reply: &Reply,
+    site: Option<&SiteId>,
+    mx: Option<&Endpoint>,
+) {
     let results = vec![RcptResult::failed(reply); batch.recipients.len()];
     shared.results(Work::Settle(Settlement {
         batch,
@@ -304,6 +315,8 @@ pub(crate) fn fail(shared: &Shared, batch: Batch, reply: &Reply, site: Option<&S
         meta: None,
         attempt: Arc::new(Attempt {
             site: site.cloned(),
+            mx_host: mx.map(|e| e.host.clone()),
+            mx_ip: mx.map(|e| e.addr.ip()),
             ..Attempt::default()
         }),
         wake: false,

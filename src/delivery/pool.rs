@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::dispatcher::fail;
+use super::dispatcher::{fail, fail_at};
 use super::engine::Shared;
 use super::prepare::{build_job, local_reply, BuiltJob, NotSent, Prepared};
 use super::results::{Attempt, RcptResult, Settlement, Work};
 use super::site::Site;
 use super::stats::{bump, drop_by};
-use crate::egress::{ClientSession, ConnectInfo, Job, JobOutcome, SendReport, TlsPolicy};
+use crate::egress::{ClientSession, ConnectInfo, Endpoint, Job, JobOutcome, SendReport, TlsPolicy};
 use crate::queue::Batch;
 use crate::shaping::ConnectionPermit;
 use crate::smtp::reply::Reply;
@@ -91,13 +91,13 @@ pub(crate) async fn run(
     }
     let endpoints = site.endpoints(shared.smtp_port);
     let connected = tokio::select! {
-        r = ClientSession::connect(&endpoints, &site.options) => r,
+        r = ClientSession::connect_reporting(&endpoints, &site.options) => r,
         _ = closing.wait_for(|c| *c) => return,
     };
     let (mut session, info) = match connected {
         Ok(s) => s,
-        Err(e) => {
-            let reply = e.reply();
+        Err(failure) => {
+            let reply = failure.error.reply();
             shared.shaper.on_smtp_reply(site.id.as_str(), &reply);
             if site.session_count() > 1 {
                 // Other sessions are connected or connecting: the site may well be
@@ -106,7 +106,7 @@ pub(crate) async fn run(
                 // failing its work; the last session to fail decides.
                 site.hold_until(Instant::now() + shared.dead_period.min(HOLD));
             } else {
-                site_down(&shared, &site, &reply);
+                site_down(&shared, &site, &reply, failure.answered.as_ref());
             }
             return;
         }
@@ -472,10 +472,11 @@ fn adapt(shared: &Shared, site: &Site, report: &SendReport) {
 /// Every MX of the site failed to connect: mark it down for the dead period and
 /// fail its backlog (defer, or bounce for a 5xx refusal) so it is not retried
 /// at once.
-fn site_down(shared: &Shared, site: &Site, reply: &Reply) {
+/// `answered`: the MX that gave `reply`, if one got past the TCP connect (logged).
+fn site_down(shared: &Shared, site: &Site, reply: &Reply, answered: Option<&Endpoint>) {
     site.mark_dead(Instant::now() + shared.dead_period, reply.clone());
     for batch in site.take_backlog(&shared.scheduler, MAX_FAIL_BACKLOG) {
-        fail(shared, batch, reply, Some(&site.id));
+        fail_at(shared, batch, reply, Some(&site.id), answered);
     }
 }
 

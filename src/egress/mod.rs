@@ -27,7 +27,7 @@ pub mod tls;
 pub use error::SessionError;
 pub use options::{Credentials, Endpoint, PipelineWindow, SessionOptions, Timeouts};
 pub use send::{Job, JobOutcome, MessageBody, SendReport, SendStats};
-pub use session::{ClientSession, ConnectInfo};
+pub use session::{ClientSession, ConnectFailure, ConnectInfo};
 pub use stream::Transport;
 pub use tls::{TlsConfigError, TlsContext, TlsInfo, TlsMemory, TlsPolicy};
 

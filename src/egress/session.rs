@@ -88,13 +88,35 @@ impl ClientSession<TcpStream> {
         endpoints: &[Endpoint],
         options: &SessionOptions,
     ) -> Result<(Self, Arc<ConnectInfo>), SessionError> {
-        Self::connect_with(endpoints, options, |addr| async move {
+        Self::connect_reporting(endpoints, options)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    /// [`ClientSession::connect`], and on failure also the last endpoint that
+    /// answered at the TCP level (whose reply the error is), for the delivery log.
+    pub async fn connect_reporting(
+        endpoints: &[Endpoint],
+        options: &SessionOptions,
+    ) -> Result<(Self, Arc<ConnectInfo>), ConnectFailure> {
+        Self::connect_inner(endpoints, options, |addr| async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
             Ok(stream)
         })
         .await
     }
+}
+
+/// Why [`ClientSession::connect_reporting`] found no usable endpoint.
+#[derive(Debug)]
+pub struct ConnectFailure {
+    /// The last endpoint's error.
+    pub error: SessionError,
+    /// The endpoint `error` came from when it got past the TCP connect (a 421
+    /// banner, a refused EHLO, TLS); `None` when that endpoint could not be
+    /// reached at all.
+    pub answered: Option<Endpoint>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
@@ -104,14 +126,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
     pub async fn connect_with<F, Fut>(
         endpoints: &[Endpoint],
         options: &SessionOptions,
-        mut dial: F,
+        dial: F,
     ) -> Result<(Self, Arc<ConnectInfo>), SessionError>
+    where
+        F: FnMut(SocketAddr) -> Fut,
+        Fut: Future<Output = std::io::Result<S>>,
+    {
+        Self::connect_inner(endpoints, options, dial)
+            .await
+            .map_err(|failure| failure.error)
+    }
+
+    async fn connect_inner<F, Fut>(
+        endpoints: &[Endpoint],
+        options: &SessionOptions,
+        mut dial: F,
+    ) -> Result<(Self, Arc<ConnectInfo>), ConnectFailure>
     where
         F: FnMut(SocketAddr) -> Fut,
         Fut: Future<Output = std::io::Result<S>>,
     {
         let mut skipped = Vec::new();
         let mut last = SessionError::NoAddresses;
+        let mut answered = None;
         for endpoint in endpoints {
             let mut try_tls = true;
             loop {
@@ -142,6 +179,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
                         try_tls = false;
                     }
                     Err(e) => {
+                        let reached = !matches!(
+                            e,
+                            SessionError::Connect { .. } | SessionError::Timeout("connecting")
+                        );
+                        // Keep `answered` in step with `last`: the endpoint whose reply
+                        // the returned error is, if it got that far.
+                        answered = reached.then(|| endpoint.clone());
                         skipped.push((endpoint.clone(), e.reply()));
                         last = e;
                         break;
@@ -149,7 +193,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
                 }
             }
         }
-        Err(last)
+        Err(ConnectFailure {
+            error: last,
+            answered,
+        })
     }
 
     /// Runs the SMTP opening on an already connected stream: banner, EHLO (HELO

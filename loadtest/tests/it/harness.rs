@@ -55,7 +55,13 @@ impl Sink {
     /// Starts a sink on a free port of `ip` with extra flags, and waits until it
     /// accepts connections.
     pub fn start(ip: &str, extra: &[&str]) -> Sink {
-        let addr = free_port(ip);
+        Sink::start_at(free_port(ip), extra)
+    }
+
+    /// Starts a sink on exactly `addr` (e.g. an MX host's 127.0.0.x address with
+    /// the port every MX of a test shares), and waits until it accepts connections.
+    /// The readiness probe is one connection: the summary's `connections` counts it.
+    pub fn start_at(addr: SocketAddr, extra: &[&str]) -> Sink {
         let mut child = volley_load()
             .arg("sink")
             .arg("--listen")

@@ -2,6 +2,14 @@
 //! module per scenario. Each test starts real processes on loopback ports and stops
 //! them itself.
 
+mod delivery_basic;
+mod delivery_env;
+mod delivery_faults;
+mod delivery_policy;
+mod delivery_postfix;
+mod delivery_recovery;
 mod harness;
 mod interop_postfix;
+mod postfix_receiver;
+mod postfix_smtpd;
 mod sink_faults;
