@@ -29,7 +29,7 @@ pub use options::{Credentials, Endpoint, PipelineWindow, SessionOptions, Timeout
 pub use send::{Job, JobOutcome, MessageBody, SendReport, SendStats};
 pub use session::{ClientSession, ConnectFailure, ConnectInfo};
 pub use stream::Transport;
-pub use tls::{TlsConfigError, TlsContext, TlsInfo, TlsMemory, TlsPolicy};
+pub use tls::{any_certificate_config, TlsConfigError, TlsContext, TlsInfo, TlsMemory, TlsPolicy};
 
 #[cfg(test)]
 mod tests;

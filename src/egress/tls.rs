@@ -70,6 +70,18 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// A client configuration that accepts any server certificate but still checks
+/// the handshake signatures: opportunistic TLS here, and the load-test blaster
+/// talking to sinks with self-signed certificates.
+pub fn any_certificate_config() -> Result<Arc<ClientConfig>, rustls::Error> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 impl TlsContext {
     /// Verification against the Mozilla roots shipped in `webpki-roots`.
     pub fn webpki() -> Self {
@@ -105,13 +117,8 @@ impl TlsContext {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let unverified = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider())))
-            .with_no_client_auth();
         Ok(TlsContext {
-            unverified: Arc::new(unverified),
+            unverified: any_certificate_config()?,
             verified: Arc::new(verified),
         })
     }
