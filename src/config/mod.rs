@@ -27,7 +27,8 @@ use serde::Deserialize;
 pub use delivery::{DeliveryConfig, Timeouts};
 pub use error::ConfigError;
 pub use sections::{
-    HttpConfig, LogConfig, RelayConfig, SmtpConfig, SpoolConfig, SubmissionConfig, User,
+    HttpConfig, LogConfig, RelayConfig, SmtpConfig, SpoolConfig, SubmissionConfig, TenantConfig,
+    User,
 };
 pub use values::{ByteSize, Cidr, TlsPolicy};
 
@@ -53,6 +54,9 @@ pub struct Config {
     pub shaping: ShapingConfig,
     /// Event logs. Default: none written.
     pub log: LogConfig,
+    /// `[[tenant]]`: customers and their API tokens. Default: none (then the HTTP
+    /// API refuses every request but `/health`).
+    pub tenant: Vec<TenantConfig>,
 }
 
 impl Config {
@@ -92,12 +96,16 @@ impl Config {
         if let Some(h) = &self.smtp.hostname {
             check_hostname("smtp.hostname", h)?;
         }
+        self.validate_ingest()?;
         if let Some(h) = &self.delivery.ehlo_name {
             check_hostname("delivery.ehlo_name", h)?;
         }
         if let Some(s) = &self.smtp.submission {
             check_pair("smtp.submission", &s.tls_cert, &s.tls_key)?;
             for (i, u) in s.users.iter().enumerate() {
+                if let Some(t) = &u.tenant {
+                    self.check_tenant(&format!("smtp.submission.users[{i}].tenant"), t)?;
+                }
                 if u.username.is_empty() {
                     return Err(bad(format!("smtp.submission.users[{i}].username"), "empty"));
                 }
@@ -111,6 +119,9 @@ impl Config {
         }
         if let Some(r) = &self.smtp.relay {
             check_pair("smtp.relay", &r.tls_cert, &r.tls_key)?;
+            if let Some(t) = &r.tenant {
+                self.check_tenant("smtp.relay.tenant", t)?;
+            }
         }
         self.dns
             .validate()
@@ -141,6 +152,85 @@ impl Config {
                 .map_err(|(key, why)| bad(format!("delivery.route[{i}].{key}"), why))?;
         }
         self.shaping.validate()
+    }
+}
+
+impl Config {
+    /// `[http]`, the limits of `[smtp]` and `[[tenant]]`.
+    fn validate_ingest(&self) -> Result<(), ConfigError> {
+        let h = &self.http;
+        if h.max_recipients == 0 {
+            return Err(bad("http.max_recipients", "must be at least 1"));
+        }
+        if h.campaign_message_recipients == 0 {
+            return Err(bad("http.campaign_message_recipients", "must be at least 1"));
+        }
+        let s = &self.smtp;
+        for (key, n) in [
+            ("max_recipients", s.max_recipients),
+            ("max_connections", s.max_connections),
+            ("max_connections_per_ip", s.max_connections_per_ip),
+        ] {
+            if n == 0 {
+                return Err(bad(format!("smtp.{key}"), "must be at least 1"));
+            }
+        }
+        if s.max_line_length < 1000 {
+            return Err(bad(
+                "smtp.max_line_length",
+                "must be at least 1000 (RFC 5321 4.5.3.1.6)",
+            ));
+        }
+        for (key, t) in [
+            ("command_timeout", s.command_timeout),
+            ("data_timeout", s.data_timeout),
+            ("auth_failure_window", s.auth_failure_window),
+        ] {
+            if t.is_zero() {
+                return Err(bad(format!("smtp.{key}"), "must be positive"));
+            }
+        }
+        for (i, d) in s.relay_domains.iter().enumerate() {
+            check_hostname(&format!("smtp.relay_domains[{i}]"), d)?;
+        }
+        for (i, t) in self.tenant.iter().enumerate() {
+            let ok = !t.name.is_empty()
+                && t.name.len() <= 64
+                && t
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(bad(
+                    format!("tenant[{i}].name"),
+                    format!("{:?}: use 1-64 letters, digits, '-', '_' or '.'", t.name),
+                ));
+            }
+            if self.tenant[..i].iter().any(|o| o.name == t.name) {
+                return Err(bad(
+                    format!("tenant[{i}].name"),
+                    format!("{:?} is defined twice", t.name),
+                ));
+            }
+            for (j, h) in t.api_tokens.iter().enumerate() {
+                if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(bad(
+                        format!("tenant[{i}].api_tokens[{j}]"),
+                        "expected the token's SHA-256 as 64 hex digits (`volley hash-token`), \
+                         never the token itself",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_tenant(&self, key: &str, name: &str) -> Result<(), ConfigError> {
+        if self.tenant.iter().any(|t| t.name == name) {
+            Ok(())
+        } else {
+            Err(bad(key, format!("no [[tenant]] is named {name:?}")))
+        }
     }
 }
 

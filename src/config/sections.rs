@@ -5,10 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{ByteSize, Cidr};
+use super::values::{duration, ByteSize, Cidr};
 use crate::spool::SpoolOptions;
 
 /// `[spool]`: where and how messages are stored.
@@ -63,8 +64,16 @@ pub struct HttpConfig {
     /// Address to listen on ("ip:port"; port 0 picks a free port). Default:
     /// "127.0.0.1:8025".
     pub listen: SocketAddr,
-    /// Largest accepted request body. Default: "50MiB".
+    /// Largest accepted request body for `POST /api/v1/messages` (a streamed
+    /// campaign's recipient list is not limited by it, only each of its lines).
+    /// Default: "50MiB".
     pub max_body: ByteSize,
+    /// Most recipients in one `POST /api/v1/messages` request; larger sends go to
+    /// `POST /api/v1/campaigns` (streamed). Default: 10000.
+    pub max_recipients: usize,
+    /// Recipients stored together as one message (one body) when a streamed
+    /// campaign's content is the same for each of them. Default: 1000.
+    pub campaign_message_recipients: usize,
 }
 
 impl Default for HttpConfig {
@@ -72,6 +81,8 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: ([127, 0, 0, 1], 8025).into(),
             max_body: ByteSize::mib(50),
+            max_recipients: 10_000,
+            campaign_message_recipients: 1000,
         }
     }
 }
@@ -85,6 +96,40 @@ pub struct SmtpConfig {
     pub hostname: Option<String>,
     /// Largest accepted message (SIZE extension, RFC 1870). Default: "50MiB".
     pub max_message_size: ByteSize,
+    /// Domains accepted from any client, authenticated or not (as Postfix's
+    /// `relay_domains`): e.g. a bounce domain routed by a `[[delivery.route]]`.
+    /// Every other destination needs AUTH or an allowed relay address. Default: [].
+    pub relay_domains: Vec<String>,
+    /// Most recipients in one transaction; more get 452 4.5.3. Default: 1000.
+    pub max_recipients: usize,
+    /// Longest line of message data, CRLF included; longer lines fail the message
+    /// with 552 5.3.4 (RFC 5321 asks for 1000, real mail is sloppier). Default: 8192.
+    pub max_line_length: usize,
+    /// Open connections per listener; more are answered 421 4.3.2 and closed.
+    /// Default: 1000.
+    pub max_connections: usize,
+    /// Open connections from one client IP per listener; more get 421 4.7.0.
+    /// Default: 50.
+    pub max_connections_per_ip: usize,
+    /// Time allowed for a whole command line to arrive (so a client dribbling bytes
+    /// cannot hold a connection: slowloris), and idle time between commands
+    /// (RFC 5321 4.5.3.2.7). Default: "5m".
+    #[serde(with = "duration")]
+    pub command_timeout: Duration,
+    /// Longest silence while message data is arriving (RFC 5321 4.5.3.2.6 asks
+    /// clients for 3 minutes per block). Default: "3m".
+    #[serde(with = "duration")]
+    pub data_timeout: Duration,
+    /// Failed AUTH attempts allowed on one connection before 421 4.7.0 closes it.
+    /// Default: 3.
+    pub max_auth_failures: u32,
+    /// Failed AUTH attempts from one client IP within `auth_failure_window` after
+    /// which that IP gets 454 4.7.0 for every AUTH until the window passes.
+    /// Default: 10.
+    pub max_auth_failures_per_ip: u32,
+    /// The window of `max_auth_failures_per_ip`. Default: "10m".
+    #[serde(with = "duration")]
+    pub auth_failure_window: Duration,
     /// The submission listener (MSA: AUTH after STARTTLS). Default: not listening.
     pub submission: Option<SubmissionConfig>,
     /// The relay listener (for clients at allowed addresses). Default: not listening.
@@ -96,6 +141,16 @@ impl Default for SmtpConfig {
         SmtpConfig {
             hostname: None,
             max_message_size: ByteSize::mib(50),
+            relay_domains: Vec::new(),
+            max_recipients: 1000,
+            max_line_length: 8192,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(180),
+            max_auth_failures: 3,
+            max_auth_failures_per_ip: 10,
+            auth_failure_window: Duration::from_secs(600),
             submission: None,
             relay: None,
         }
@@ -129,6 +184,10 @@ pub struct SubmissionConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for STARTTLS. Default: none.
     pub tls_key: Option<PathBuf>,
+    /// Offer AUTH on connections without TLS too. Only for clients on a trusted
+    /// network that cannot do STARTTLS: the password crosses the wire in clear.
+    /// Default: false (AUTH only after STARTTLS, RFC 4954 section 4).
+    pub allow_plaintext_auth: bool,
     /// Accounts allowed to submit. Default: none.
     pub users: Vec<User>,
 }
@@ -139,6 +198,7 @@ impl Default for SubmissionConfig {
             listen: ([0, 0, 0, 0], 587).into(),
             tls_cert: None,
             tls_key: None,
+            allow_plaintext_auth: false,
             users: Vec::new(),
         }
     }
@@ -150,8 +210,12 @@ impl Default for SubmissionConfig {
 pub struct User {
     /// The AUTH user name. Required.
     pub username: String,
-    /// PHC-format password hash ("$argon2id$..."); never the password. Required.
+    /// PHC-format password hash ("$argon2id$..."); never the password (`volley
+    /// hash-password` makes one). Required.
     pub password_hash: String,
+    /// The `[[tenant]]` whose mail this account sends. Default: none.
+    #[serde(default)]
+    pub tenant: Option<String>,
 }
 
 /// `[smtp.relay]`: unauthenticated relay for clients at allowed addresses (other
@@ -167,6 +231,9 @@ pub struct RelayConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for STARTTLS. Default: none.
     pub tls_key: Option<PathBuf>,
+    /// The `[[tenant]]` that mail relayed from the allowed networks belongs to.
+    /// Default: none.
+    pub tenant: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -176,8 +243,29 @@ impl Default for RelayConfig {
             allowed_cidrs: Vec::new(),
             tls_cert: None,
             tls_key: None,
+            tenant: None,
         }
     }
+}
+
+/// `[[tenant]]`: a customer of this transmitter (an ESP relaying through it, an
+/// application). Its name is stored with each of its messages; its API tokens
+/// authenticate HTTP requests (`Authorization: Bearer TOKEN`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Unique name: letters, digits, `-`, `_`, `.`. Required.
+    pub name: String,
+    /// SHA-256 of each accepted bearer token, as 64 hex digits (`volley
+    /// hash-token` makes a token and its hash). Tokens are long random strings, so
+    /// a fast hash is enough; the plain token is never stored. Default: [].
+    #[serde(default)]
+    pub api_tokens: Vec<String>,
+    /// May read and control every tenant's messages, campaigns and the queues
+    /// (list, suspend, resume, purge domains). Default: false (own campaigns and
+    /// messages only).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// `[log]`: where events go.

@@ -69,6 +69,9 @@ fn example_file_parses_and_means_what_it_says() {
         Some(std::path::Path::new("/var/log/volley/delivery.jsonl"))
     );
     assert_eq!(c.ehlo_name(), "mta.example.com");
+    assert_eq!(c.tenant[0].name, "acme");
+    assert_eq!(sub.users[0].tenant.as_deref(), Some("acme"));
+    assert!(!c.tenant[0].admin);
 }
 
 /// Every default the example states equals the code's default: strip the lines
@@ -76,7 +79,9 @@ fn example_file_parses_and_means_what_it_says() {
 /// the sections the example turns on.
 #[test]
 fn example_defaults_match_code_defaults() {
-    let kept: Vec<&str> = EXAMPLE
+    // [[tenant]] is last and has no defaults to compare: it is only an example.
+    let upto_tenants = &EXAMPLE[..EXAMPLE.find("\n[[tenant]]").expect("a [[tenant]] example")];
+    let kept: Vec<&str> = upto_tenants
         .lines()
         .filter(|l| !l.contains("# example"))
         .filter(|l| !l.trim_start().starts_with("{ username"))
@@ -228,6 +233,24 @@ fn validation_errors_name_the_key() {
             "smtp.submission.users[0].password_hash",
         ),
         ("[smtp]\nhostname = \"not a name\"\n", "smtp.hostname"),
+        ("[smtp]\nmax_line_length = 80\n", "smtp.max_line_length"),
+        ("[smtp]\ncommand_timeout = \"0s\"\n", "smtp.command_timeout"),
+        ("[smtp]\nrelay_domains = [\"a..b\"]\n", "smtp.relay_domains[0]"),
+        ("[http]\nmax_recipients = 0\n", "http.max_recipients"),
+        ("[[tenant]]\nname = \"a b\"\n", "tenant[0].name"),
+        (
+            "[[tenant]]\nname = \"a\"\n[[tenant]]\nname = \"a\"\n",
+            "tenant[1].name",
+        ),
+        (
+            "[[tenant]]\nname = \"a\"\napi_tokens = [\"secret\"]\n",
+            "tenant[0].api_tokens[0]",
+        ),
+        ("[smtp.relay]\ntenant = \"nobody\"\n", "smtp.relay.tenant"),
+        (
+            "[smtp.submission]\nusers = [{ username = \"a\", password_hash = \"$x\", tenant = \"t\" }]\n",
+            "smtp.submission.users[0].tenant",
+        ),
     ];
     for (text, want) in cases {
         let (key, msg) = err_key(text);
