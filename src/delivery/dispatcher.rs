@@ -161,13 +161,13 @@ fn pass(shared: &Arc<Shared>, st: &mut State) {
     }
     if now >= st.next_sweep {
         st.next_sweep = now + SWEEP_EVERY;
-        sweep(st, now);
+        sweep(shared, st, now);
     }
 }
 
 /// Forgets domains whose route went stale (they are routed again when they have
 /// work) and sites left with no domain, session or staged batch.
-fn sweep(st: &mut State, now: Instant) {
+fn sweep(shared: &Shared, st: &mut State, now: Instant) {
     st.domains.retain(|domain, (site, fresh)| {
         let keep = *fresh > now;
         if !keep {
@@ -176,6 +176,8 @@ fn sweep(st: &mut State, now: Instant) {
         keep
     });
     st.sites.retain(|_, site| !site.is_unused());
+    let mut mirror = lock(&shared.sites);
+    mirror.retain(|id, _| st.sites.contains_key(id));
 }
 
 /// Starts a routing task for `domain`, parking `batch` until it answers.
@@ -238,6 +240,7 @@ fn site_for(shared: &Arc<Shared>, st: &mut State, route: &Arc<Route>) -> Arc<Sit
     let options = session_options(&shared.session_template, route, shaped_tls);
     let site = Arc::new(Site::new(route.clone(), shaper, Arc::new(options)));
     st.sites.insert(route.site.clone(), site.clone());
+    lock(&shared.sites).insert(route.site.clone(), site.clone());
     site
 }
 

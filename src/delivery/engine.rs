@@ -1,6 +1,7 @@
 //! [`Engine::start`] and the [`EngineHandle`] it returns: the public face of the
 //! delivery engine (see the module docs of [`crate::delivery`] for the contract).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle as ThreadHandle;
@@ -14,9 +15,10 @@ use tokio::time::Instant;
 use super::log::LogHandle;
 use super::prepare::MessageCache;
 use super::results::{self, ResultsCtx, ResultsTx};
+use super::site::Site;
 use super::stats::{bump, get, Counters, EngineStats};
 use crate::config::Config;
-use crate::dns::{Router, RouterSetupError};
+use crate::dns::{Router, RouterSetupError, SiteId};
 use crate::egress::{PipelineWindow, SessionOptions, TlsConfigError, TlsContext, TlsMemory};
 use crate::model::{
     CampaignId, DsnRequest, Envelope, IdGenerator, MessageId, MessageMeta, PendingMessage,
@@ -47,6 +49,9 @@ pub struct EngineOptions {
     pub window: PipelineWindow,
     /// Seed of the retry jitter (fixed in tests). Default: random.
     pub jitter_seed: Option<u64>,
+    /// How often completion records older than `[spool] status_retention` are
+    /// pruned (also once at start). Default: 10 minutes.
+    pub status_prune_interval: Duration,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +63,7 @@ impl Default for EngineOptions {
             body_cache_bytes: 256 << 20,
             window: PipelineWindow::default(),
             jitter_seed: None,
+            status_prune_interval: Duration::from_secs(600),
         }
     }
 }
@@ -206,6 +212,8 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     /// Session tasks.
     pub sessions: Mutex<JoinSet<()>>,
+    /// The dispatcher's sites, mirrored for the queue listing (open sessions).
+    pub sites: Mutex<HashMap<SiteId, Arc<Site>>>,
     /// Dispatcher passes completed (for `wait_idle`).
     pub passes: AtomicU64,
     /// Background tasks and threads, taken by shutdown.
@@ -292,6 +300,8 @@ impl Engine {
             plan: Default::default(),
             // Per smarthost: set by the dispatcher when it makes the site.
             auth: None,
+            // `delivery.send_path`; probes io_uring (once, here) unless "vectored".
+            send_path: d.send_path(),
         };
         let scheduler = Arc::new(Scheduler::new(
             SchedulerConfig {
@@ -338,6 +348,8 @@ impl Engine {
             log: log.clone(),
             counters: counters.clone(),
             wake: wake.clone(),
+            status_retention: config.spool.status_retention,
+            prune_every: options.status_prune_interval,
         })
         .map_err(StartError::Thread)?;
         let first_retry = d
@@ -363,6 +375,7 @@ impl Engine {
             log: Mutex::new(Some(log)),
             counters,
             sessions: Mutex::new(JoinSet::new()),
+            sites: Mutex::new(HashMap::new()),
             passes: AtomicU64::new(0),
             tasks: Mutex::new(None),
             grace: options.shutdown_grace,
@@ -381,7 +394,7 @@ impl Engine {
 /// A running engine. Clones share it; see the module docs for the contract.
 #[derive(Clone)]
 pub struct EngineHandle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for EngineHandle {
@@ -402,6 +415,15 @@ impl EngineHandle {
         let expires = self.shared.scheduler.expiry_for(now);
         self.inject_message(msg.into_message(id, now, expires)?)
             .await
+    }
+
+    /// A fresh message id with its creation time and expiry (creation + message
+    /// lifetime), for ingest building its own meta record (DSN parameters,
+    /// tenant, campaign) before [`EngineHandle::inject_message`].
+    pub fn new_message_id(&self) -> (MessageId, Timestamp, Timestamp) {
+        let now = self.shared.clock.now();
+        let id = self.shared.ids.generate(now);
+        (id, now, self.shared.scheduler.expiry_for(now))
     }
 
     /// Stores and queues a message whose meta the caller built (id, times,
@@ -436,6 +458,7 @@ impl EngineHandle {
             deferred: get(&c.deferred),
             bounced: get(&c.bounced),
             expired: get(&c.expired),
+            purged: get(&c.purged),
             requeued: get(&c.requeued),
             connections: get(&c.connections),
             injected: get(&c.injected),
@@ -445,11 +468,13 @@ impl EngineHandle {
 
     fn idle_now(&self) -> bool {
         let q = self.shared.scheduler.stats();
-        q.ready == 0 && q.in_flight == 0 && !results::busy(&self.shared.counters)
+        // Ready recipients of suspended domains wait for an operator, like held ones.
+        q.ready == q.suspended && q.in_flight == 0 && !results::busy(&self.shared.counters)
     }
 
     /// Waits until nothing is ready, taken or being settled (recipients waiting for
-    /// a retry do not count), then flushes the delivery log. Polls every few ms: for
+    /// a retry, held by a suspended campaign or queued for a suspended domain do
+    /// not count), then flushes the delivery log. Polls every few ms: for
     /// tests and tools, not hot paths.
     pub async fn wait_idle(&self, timeout: Duration) -> Result<EngineStats, WaitTimeout> {
         let deadline = Instant::now() + timeout;
@@ -509,7 +534,9 @@ impl EngineHandle {
         }
     }
 
-    /// The scheduler, for operator controls (suspend, resume, purge) and metrics.
+    /// The scheduler, for metrics and tools. Operator controls go through the
+    /// handle ([`EngineHandle::purge_domain`] and the rest, in [`super::admin`]):
+    /// a purge straight on the scheduler leaves the purged recipients in the spool.
     pub fn scheduler(&self) -> &Arc<Scheduler> {
         &self.shared.scheduler
     }
@@ -519,7 +546,10 @@ impl EngineHandle {
     /// unsettled in the spool and go again after a restart), QUIT, the last results
     /// are written and the log flushed. Returns the final stats. Idempotent.
     pub async fn shutdown(&self) -> EngineStats {
-        let _ = self.shared.closing.send(true);
+        // `send_replace`, not `send`: `send` drops the value when no receiver
+        // exists yet, and the dispatcher may not have subscribed when shutdown
+        // comes right after start (it then never saw the flag and ran forever).
+        self.shared.closing.send_replace(true);
         let tasks = lock(&self.shared.tasks).take();
         let Some(tasks) = tasks else {
             return self.stats();

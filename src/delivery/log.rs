@@ -7,14 +7,14 @@
 //! | key | meaning |
 //! |-----|---------|
 //! | `ts` | RFC 3339 UTC time with milliseconds |
-//! | `event` | `delivered`, `deferred`, `bounced`, `expired` |
+//! | `event` | `delivered`, `deferred`, `bounced`, `expired`, `purged` |
 //! | `message_id` | 32 hex digits |
 //! | `recipient`, `domain` | the address as sent in RCPT TO, its domain |
-//! | `site` | the site key (MX set) the attempt went to; null for DNS failures and expiry |
+//! | `site` | the site key (MX set) the attempt went to; null for DNS failures, expiry and purges |
 //! | `mx_host`, `mx_ip` | the host and address connected to |
 //! | `tls` | negotiated TLS version (`TLSv1_3`), or null for plaintext |
-//! | `code`, `enhanced`, `reply` | the reply (the server's, or a local one for connection/DNS failures) |
-//! | `attempt` | this attempt's number (1 for the first); for `expired`, attempts made |
+//! | `code`, `enhanced`, `reply` | the reply (the server's, or a local one for connection/DNS failures); for `expired` and `purged`, the last attempt's, if known |
+//! | `attempt` | this attempt's number (1 for the first); for `expired` and `purged`, attempts made |
 //! | `queue_time_ms` | since the message was accepted |
 //! | `delivery_time_ms` | the SMTP exchange that produced the outcome |
 //! | `next_retry` | for `deferred`: when it will be tried again (RFC 3339) |
@@ -43,6 +43,9 @@ pub enum EventKind {
     Bounced,
     /// Reached the message lifetime undelivered: final.
     Expired,
+    /// Removed from the queue by an operator purge (of its domain or campaign):
+    /// final.
+    Purged,
 }
 
 /// One line of the delivery log.

@@ -27,11 +27,13 @@
 //!     ready [`NewMessage`](crate::spool::NewMessage) (ingest's path).
 //!   - [`EngineHandle::stats`]`() -> EngineStats`: gauges (`queued`, `ready`,
 //!     `in_flight`, `waiting_retry`, `messages`, `sessions`) and cumulative
-//!     per-recipient event counters (`delivered`, `deferred`, `bounced`, `expired`),
+//!     per-recipient event counters (`delivered`, `deferred`, `bounced`, `expired`,
+//!     `purged`),
 //!     plus `connections` opened.
 //!   - [`EngineHandle::wait_idle`]`(timeout) -> Result<EngineStats, WaitTimeout>`:
 //!     resolves once no recipient is ready, taken or being settled (recipients waiting
-//!     for a retry do not count) and the delivery log is flushed.
+//!     for a retry or held by a suspension do not count) and the delivery log is
+//!     flushed.
 //!     [`EngineHandle::wait_until`] waits for any condition on the stats.
 //!   - [`EngineHandle::shutdown`]`() -> EngineStats`: stops taking work, lets
 //!     sessions finish what they sent (up to the grace period; unsettled recipients
@@ -39,9 +41,35 @@
 //!     results and flushes the log. Idempotent (a second call returns at once).
 //!     `inject` answers [`SpoolError::Closed`](crate::spool::SpoolError::Closed) once
 //!     shutdown began.
+//!   - Status and operator controls ([`admin`]; the HTTP API's message, campaign
+//!     and queue endpoints; every type is `serde::Serialize` with the JSON names):
+//!     - [`EngineHandle::message_status`]`(MessageId) -> Result<Option<MessageStatus>, SpoolError>`
+//!       (async): tenant, campaign, created/expires (RFC 3339 like the log),
+//!       `state` (`queued` while any recipient is unfinished, else `completed`),
+//!       [`StateCounts`] and one [`RecipientView`] per recipient (`queued`,
+//!       `deferred`, `in_flight`, `delivered`, `bounced`, `expired`, `purged`).
+//!       Works while queued (spool records + scheduler) and after removal (the
+//!       completion record, kept `[spool] status_retention` from creation); `None`
+//!       for an unknown or aged-out id.
+//!     - [`EngineHandle::campaign_status`]`(&CampaignId) -> Result<Option<CampaignStatus>, SpoolError>`
+//!       (async): persisted counters (messages and recipients injected; delivered,
+//!       bounced, expired, purged: they survive restarts) plus the scheduler's
+//!       live queued/deferred/in-flight and suspension; `None` if unknown.
+//!     - [`EngineHandle::queue_listing`]`(prefix, limit) -> QueueListing`: domains
+//!       largest first with ready/deferred/held/in-flight, suspension and cached
+//!       site; per-site totals and open sessions.
+//!     - [`EngineHandle::suspend_domain`] / [`EngineHandle::resume_domain`]` -> bool`,
+//!       [`EngineHandle::suspend_campaign`] / [`EngineHandle::resume_campaign`]` -> usize`
+//!       (held recipients released): in memory, a restart resumes everything.
+//!     - [`EngineHandle::purge_domain`]`(&str)` / [`EngineHandle::purge_campaign`]`(&CampaignId)
+//!       -> Result<PurgeSummary, SpoolError>` (async): queued recipients leave the
+//!       scheduler and are written `Purged` in the spool (messages left with
+//!       nothing unfinished are removed, keeping a completion record), counted in
+//!       campaign counters and logged (`purged` events); in-flight recipients settle
+//!       normally. Returns once written; [`SpoolError::Closed`](crate::spool::SpoolError::Closed)
+//!       after shutdown began. A restart does not bring purged recipients back.
 //!   - Also: [`EngineHandle::flush_log`], and [`EngineHandle::scheduler`] for
-//!     operator controls (suspend/resume) until the admin API exists (a purge
-//!     through it does not remove the purged messages from the spool yet).
+//!     metrics (its own purge would leave the spool untouched: use the handle's).
 //!
 //! Every outcome is also one line of the delivery log (`[log] delivery`); the
 //! fields are listed in [`log`].
@@ -59,11 +87,14 @@
 //! site pool: up to max_connections sessions; each takes staged batches or takes
 //!   directly from the site's domains, loads meta + body (MessageCache), waits for
 //!   the rate limits, sends several jobs per `send` (back-to-back with CHUNKING) ──> results
-//! results (one thread): Scheduler.settle, spool.update in batches, spool.remove of
-//!   finished messages, counters, delivery-log events ──> log writer (one thread)
+//! results (one thread): Scheduler.settle, spool.update_counted in batches (states +
+//!   campaign counter deltas), spool.remove of finished messages (+ completion
+//!   record), operator purges, pruning of old completion records, counters,
+//!   delivery-log events ──> log writer (one thread)
 //! ```
 //!
 //! - [`engine`]: [`Engine`], [`EngineHandle`], [`Injection`], [`EngineOptions`].
+//! - [`admin`]: message/campaign status, queue listing, suspend/resume/purge.
 //! - [`dispatcher`]: the loop that ticks the scheduler, routes domains, stages batches
 //!   on sites and opens sessions.
 //! - [`site`]: one site's staged work, domains, sessions and "dead" state.
@@ -74,6 +105,7 @@
 //! - [`log`]: the JSON-lines delivery log writer.
 //! - [`stats`]: counters and [`EngineStats`].
 
+pub mod admin;
 pub mod dispatcher;
 pub mod engine;
 pub mod log;
@@ -86,6 +118,10 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{
+    CampaignStatus, DomainQueue, MessageStatus, PurgeSummary, QueueListing, RecipientView,
+    SiteQueue, StateCounts,
+};
 pub use engine::{Engine, EngineHandle, EngineOptions, Injection, StartError, WaitTimeout};
 pub use log::{EventKind, LogEvent};
 pub use stats::EngineStats;

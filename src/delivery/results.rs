@@ -8,6 +8,12 @@
 //! One thread keeps the order the spool needs: a message's last update is written
 //! before its removal, and nothing is written after it.
 //!
+//! Campaign counters ride along: each final outcome of a campaign's recipient adds
+//! to a per-group delta written in the same batch as the states. Operator purges
+//! come through here too ([`Work::Purge`]), so a purged message's removal is
+//! ordered with every other write of that message. Every `prune_every` the
+//! thread also drops completion records older than the status retention.
+//!
 //! Outcome mapping (no `_` arms): `Delivered` -> final, `Transient` -> retry per
 //! the policy (or expired, past the lifetime), `Permanent` -> bounce,
 //! `TooManyRecipients` -> queued again at once without counting an attempt.
@@ -16,19 +22,22 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{oneshot, Notify};
 
+use super::admin::PurgeSummary;
 use super::log::{rfc3339, EventKind, LogEvent, LogHandle};
 use super::prepare::MessageCache;
 use super::stats::{bump, drop_by, Counters};
 use crate::dns::SiteId;
-use crate::model::{MessageId, MessageMeta, RecipientStatus, StoredReply, Timestamp};
-use crate::queue::{Batch, Clock, Decision, ExpiredRecipient, Outcome, Scheduler};
+use crate::model::{
+    CampaignCounters, CampaignId, MessageId, MessageMeta, RecipientStatus, StoredReply, Timestamp,
+};
+use crate::queue::{Batch, Clock, Decision, ExpiredRecipient, Outcome, PurgedRecipient, Scheduler};
 use crate::smtp::reply::Reply;
 use crate::smtp::transaction::RecipientOutcome;
-use crate::spool::{Spool, StateUpdate};
+use crate::spool::{Spool, SpoolError, StateUpdate};
 
 /// Most work items written in one spool batch.
 const MAX_DRAIN: usize = 512;
@@ -40,6 +49,17 @@ pub(crate) enum Work {
     Settle(Settlement),
     /// Recipients the scheduler expired on its own (from `tick`).
     Expired(Vec<ExpiredRecipient>),
+    /// Recipients an operator purge took from the scheduler.
+    Purge(PurgeWork),
+}
+
+/// An operator purge's recipients, and where to report once they are written.
+#[derive(Debug)]
+pub(crate) struct PurgeWork {
+    /// The recipients the scheduler removed.
+    pub purged: Vec<PurgedRecipient>,
+    /// Answered after the spool writes of the group that carried them.
+    pub done: oneshot::Sender<Result<PurgeSummary, SpoolError>>,
 }
 
 /// The results of one batch.
@@ -147,6 +167,10 @@ pub(crate) struct ResultsCtx {
     pub counters: Arc<Counters>,
     /// The dispatcher's wake-up.
     pub wake: Arc<Notify>,
+    /// How long completion records are kept (by message creation time).
+    pub status_retention: Duration,
+    /// How often old completion records are pruned.
+    pub prune_every: Duration,
 }
 
 /// Starts the results thread; it ends when every [`ResultsTx`] is dropped.
@@ -165,7 +189,19 @@ pub(crate) fn start(ctx: ResultsCtx) -> std::io::Result<(ResultsTx, std::thread:
 fn run(ctx: ResultsCtx, rx: mpsc::Receiver<Work>) {
     let mut group = Vec::with_capacity(MAX_DRAIN);
     let mut last = LastAttempts::default();
-    while let Ok(first) = rx.recv() {
+    // Prune once at start, then every `prune_every`.
+    let mut next_prune = Instant::now();
+    loop {
+        if Instant::now() >= next_prune {
+            prune(&ctx);
+            next_prune = Instant::now() + ctx.prune_every;
+        }
+        let wait = next_prune.saturating_duration_since(Instant::now());
+        let first = match rx.recv_timeout(wait) {
+            Ok(w) => w,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         group.push(first);
         while group.len() < MAX_DRAIN {
             match rx.try_recv() {
@@ -179,10 +215,14 @@ fn run(ctx: ResultsCtx, rx: mpsc::Receiver<Work>) {
             match work {
                 Work::Settle(s) => settle(&ctx, s, &mut out, &mut last),
                 Work::Expired(list) => expired(&ctx, list, &mut out, &mut last),
+                Work::Purge(p) => purge(&ctx, p, &mut out, &mut last),
             }
         }
-        if !out.updates.is_empty() {
-            if let Err(e) = ctx.spool.update(&out.updates) {
+        let counters: Vec<(CampaignId, CampaignCounters)> = out.counters.drain().collect();
+        let mut written = Ok(());
+        if !out.updates.is_empty() || !counters.is_empty() {
+            written = ctx.spool.update_counted(&out.updates, &counters);
+            if let Err(e) = &written {
                 eprintln!(
                     "volley: writing {} results to the spool failed: {e}",
                     out.updates.len()
@@ -198,10 +238,22 @@ fn run(ctx: ResultsCtx, rx: mpsc::Receiver<Work>) {
         for event in out.events {
             ctx.log.send(event);
         }
+        for (done, summary) in out.purges {
+            let _ = done.send(written.clone().map(|()| summary));
+        }
         drop_by(&ctx.counters.pending_results, n);
         if out.wake {
             ctx.wake.notify_one();
         }
+    }
+}
+
+/// Drops completion records of messages created more than the retention ago.
+fn prune(ctx: &ResultsCtx) {
+    let now = ctx.clock.now().as_millis();
+    let cutoff = Timestamp(now.saturating_sub(ctx.status_retention.as_millis() as u64));
+    if let Err(e) = ctx.spool.prune_completed(cutoff) {
+        eprintln!("volley: pruning old completion records failed: {e}");
     }
 }
 
@@ -236,6 +288,32 @@ struct Output {
     wake: bool,
     /// Metas loaded for logging in this group.
     metas: HashMap<MessageId, Option<Arc<MessageMeta>>>,
+    /// Campaign counter deltas of this group's final outcomes.
+    counters: HashMap<CampaignId, CampaignCounters>,
+    /// Purges to answer once this group is written.
+    purges: Vec<(
+        oneshot::Sender<Result<PurgeSummary, SpoolError>>,
+        PurgeSummary,
+    )>,
+}
+
+impl Output {
+    /// Counts a recipient's new state in its campaign's delta (final states only).
+    fn count(&mut self, meta: Option<&MessageMeta>, status: &RecipientStatus) {
+        let Some(campaign) = meta.and_then(|m| m.campaign.as_ref()) else {
+            return;
+        };
+        if !status.is_final() {
+            return;
+        }
+        let delta = CampaignCounters::outcome(status);
+        match self.counters.get_mut(campaign) {
+            Some(c) => c.add(&delta),
+            None => {
+                self.counters.insert(campaign.clone(), delta);
+            }
+        }
+    }
 }
 
 fn stored(reply: &Reply) -> StoredReply {
@@ -340,6 +418,7 @@ fn settle(ctx: &ResultsCtx, s: Settlement, out: &mut Output, last: &mut LastAtte
         let Some((event, status, next_retry)) = kind else {
             continue;
         };
+        out.count(meta.as_deref(), &status);
         out.updates.push(StateUpdate {
             domain: domain.clone(),
             id,
@@ -384,6 +463,7 @@ fn expired(
         let (attempts, reply) = last
             .forget(&(e.id, e.rcpt))
             .map_or((0, None), |(n, r)| (n, Some(r)));
+        out.count(meta.as_deref(), &RecipientStatus::Expired);
         out.updates.push(StateUpdate {
             domain: e.domain.clone(),
             id: e.id,
@@ -406,6 +486,42 @@ fn expired(
             out.removes.push(e.id);
         }
     }
+}
+
+fn purge(ctx: &ResultsCtx, work: PurgeWork, out: &mut Output, last: &mut LastAttempts) {
+    let now = ctx.clock.now();
+    let none = Attempt::default();
+    let mut summary = PurgeSummary::default();
+    for p in work.purged {
+        summary.recipients += 1;
+        bump(&ctx.counters.purged, 1);
+        let meta = meta_for(ctx, out, p.id);
+        let reply = last.forget(&(p.id, p.rcpt)).map(|(_, r)| r);
+        out.count(meta.as_deref(), &RecipientStatus::Purged);
+        out.updates.push(StateUpdate {
+            domain: p.domain.clone(),
+            id: p.id,
+            rcpt: p.rcpt,
+            status: RecipientStatus::Purged,
+        });
+        out.events.push(log_event(
+            EventKind::Purged,
+            p.id,
+            &p.domain,
+            p.rcpt,
+            meta.as_deref(),
+            &none,
+            reply.as_deref(),
+            p.attempts,
+            now,
+            None,
+        ));
+        if p.finished {
+            summary.messages_removed += 1;
+            out.removes.push(p.id);
+        }
+    }
+    out.purges.push((work.done, summary));
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -30,6 +30,8 @@ pub struct EngineStats {
     pub bounced: u64,
     /// Recipients expired (message lifetime reached), since start.
     pub expired: u64,
+    /// Recipients removed by operator purges, since start.
+    pub purged: u64,
     /// Recipients queued again at once without an attempt (452 too many
     /// recipients, beyond a domain's recipients-per-transaction limit, or their
     /// transaction never reached a server that hung up), since start.
@@ -53,6 +55,8 @@ pub(crate) struct Counters {
     pub bounced: AtomicU64,
     /// See [`EngineStats::expired`].
     pub expired: AtomicU64,
+    /// See [`EngineStats::purged`].
+    pub purged: AtomicU64,
     /// See [`EngineStats::requeued`].
     pub requeued: AtomicU64,
     /// See [`EngineStats::connections`].

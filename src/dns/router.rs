@@ -15,7 +15,7 @@ use tokio::sync::OnceCell;
 
 use super::config::{DnsConfig, RouteOverride};
 use super::resolve::{self, Answer, Ttls};
-use super::route::{Route, RouteError};
+use super::route::{Route, RouteError, SiteId};
 
 /// Why a [`Router`] could not be built. The config layer reports `key` as
 /// `dns.<key>` (or the override's index and key).
@@ -181,6 +181,23 @@ impl Router {
             return false;
         };
         self.lock().remove(&*domain).is_some()
+    }
+
+    /// The site of `domain` from the cache, without asking DNS: `None` when it was
+    /// never routed, its lookup is still running, or it failed. A stale answer
+    /// still names its site (the last one known). Read-only; for the queue listing.
+    pub fn cached_site(&self, domain: &str) -> Option<SiteId> {
+        let domain = normalize(domain).ok()?;
+        if let Some(r) = resolve::address_literal(&domain, &self.inner.ttls) {
+            return r.ok().map(|route| route.site.clone());
+        }
+        let key = match self.override_for(&domain) {
+            Some(smarthost) => Cow::Owned(smarthost.site_key()),
+            None => domain,
+        };
+        let slot = self.lock().get(&*key).cloned()?;
+        let answer = slot.answer.get()?;
+        answer.result.as_ref().ok().map(|route| route.site.clone())
     }
 
     /// How many domains (and smarthosts) have a cache entry, fresh or not.

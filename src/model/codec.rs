@@ -10,10 +10,17 @@
 //!   body_type?, smtputf8, ret?, envid?, body_len, n_tags, (key, value)*, n_rcpts,
 //!   (address, domain, notify_bits, orcpt?(type, address))*`
 //! - status: `1, tag, ...` with tag 0 Scheduled, 1 Delivered,
-//!   2 Deferred(attempts, next_due, code, text), 3 Bounced(code, text), 4 Expired.
+//!   2 Deferred(attempts, next_due, code, text), 3 Bounced(code, text), 4 Expired,
+//!   5 Purged.
+//! - completed: `1, id[16], tenant?, campaign?, created, expires, n_rcpts,
+//!   (address, domain, status without its version byte)*`
+//! - counters: `1, messages, recipients, delivered, bounced, expired, purged` as
+//!   u64 little-endian words, then the tenant's UTF-8 bytes to the end (none: no
+//!   tenant). Fixed words so the merge operator adds records without re-encoding.
 
 use thiserror::Error;
 
+use super::completion::{CampaignCounters, CompletedMessage};
 use super::id::MessageId;
 use super::message::{
     BodyType, CampaignId, DsnNotify, DsnRequest, DsnReturn, Envelope, MessageMeta,
@@ -328,6 +335,10 @@ pub fn decode_meta(bytes: &[u8]) -> Result<MessageMeta, DecodeError> {
 pub fn encode_status(s: &RecipientStatus, out: &mut Vec<u8>) {
     let mut w = Writer(out);
     w.u8(VERSION);
+    write_status(&mut w, s);
+}
+
+fn write_status(w: &mut Writer<'_>, s: &RecipientStatus) {
     match s {
         RecipientStatus::Scheduled => w.u8(0),
         RecipientStatus::Delivered => w.u8(1),
@@ -348,6 +359,7 @@ pub fn encode_status(s: &RecipientStatus, out: &mut Vec<u8>) {
             w.str(&reply.text);
         }
         RecipientStatus::Expired => w.u8(4),
+        RecipientStatus::Purged => w.u8(5),
     }
 }
 
@@ -355,7 +367,13 @@ pub fn encode_status(s: &RecipientStatus, out: &mut Vec<u8>) {
 pub fn decode_status(bytes: &[u8]) -> Result<RecipientStatus, DecodeError> {
     let mut r = Reader { buf: bytes };
     r.version()?;
-    let status = match r.u8()? {
+    let status = read_status(&mut r)?;
+    r.finish()?;
+    Ok(status)
+}
+
+fn read_status(r: &mut Reader<'_>) -> Result<RecipientStatus, DecodeError> {
+    Ok(match r.u8()? {
         0 => RecipientStatus::Scheduled,
         1 => RecipientStatus::Delivered,
         2 => {
@@ -377,15 +395,96 @@ pub fn decode_status(bytes: &[u8]) -> Result<RecipientStatus, DecodeError> {
             })
         }
         4 => RecipientStatus::Expired,
+        5 => RecipientStatus::Purged,
         tag => {
             return Err(DecodeError::BadTag {
                 what: "status",
                 tag,
             })
         }
-    };
+    })
+}
+
+/// Appends the completion record of `c` to `out`.
+pub fn encode_completed(c: &CompletedMessage, out: &mut Vec<u8>) {
+    let mut w = Writer(out);
+    w.u8(VERSION);
+    w.0.extend_from_slice(&c.id.to_bytes());
+    w.opt_str(c.tenant.as_ref().map(|t| t.0.as_str()));
+    w.opt_str(c.campaign.as_ref().map(|c| c.0.as_str()));
+    w.varint(c.created.0);
+    w.varint(c.expires.0);
+    w.varint(c.recipients.len() as u64);
+    for (address, domain, status) in &c.recipients {
+        w.str(address);
+        w.str(domain);
+        write_status(&mut w, status);
+    }
+}
+
+/// Decodes a completion record written by [`encode_completed`].
+pub fn decode_completed(bytes: &[u8]) -> Result<CompletedMessage, DecodeError> {
+    let mut r = Reader { buf: bytes };
+    r.version()?;
+    let id = MessageId::from_bytes(
+        r.bytes(16)?
+            .try_into()
+            .map_err(|_| DecodeError::Truncated)?,
+    );
+    let tenant = r.opt_str("tenant")?.map(TenantId);
+    let campaign = r.opt_str("campaign")?.map(CampaignId);
+    let created = Timestamp(r.varint()?);
+    let expires = Timestamp(r.varint()?);
+    let n = r.len("recipient count")?;
+    // Each recipient takes at least 3 bytes: bound the capacity by what is left.
+    let mut recipients = Vec::with_capacity(n.min(r.buf.len() / 3));
+    for _ in 0..n {
+        let address = r.str("recipient")?;
+        let domain = r.str("domain")?;
+        recipients.push((address, domain, read_status(&mut r)?));
+    }
     r.finish()?;
-    Ok(status)
+    Ok(CompletedMessage {
+        id,
+        tenant,
+        campaign,
+        created,
+        expires,
+        recipients,
+    })
+}
+
+/// Appends the counters record (or delta) `c` to `out`: version, the six counts
+/// as fixed 8-byte little-endian words (so adding two records needs no varint
+/// work), then the tenant's bytes (possibly none).
+pub fn encode_counters(c: &CampaignCounters, out: &mut Vec<u8>) {
+    out.push(VERSION);
+    for v in c.fields() {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    if let Some(t) = &c.tenant {
+        out.extend_from_slice(t.0.as_bytes());
+    }
+}
+
+/// Decodes a counters record written by [`encode_counters`].
+pub fn decode_counters(bytes: &[u8]) -> Result<CampaignCounters, DecodeError> {
+    let mut r = Reader { buf: bytes };
+    r.version()?;
+    let mut f = [0u64; 6];
+    for v in &mut f {
+        let word: [u8; 8] = r.bytes(8)?.try_into().map_err(|_| DecodeError::Truncated)?;
+        *v = u64::from_le_bytes(word);
+    }
+    let tenant = match r.buf {
+        [] => None,
+        rest => Some(TenantId(
+            std::str::from_utf8(rest)
+                .map_err(|_| DecodeError::BadUtf8("tenant"))?
+                .to_owned(),
+        )),
+    };
+    Ok(CampaignCounters::from_fields(tenant, f))
 }
 
 #[cfg(test)]
@@ -429,6 +528,7 @@ mod tests {
                 text: String::new(),
             }),
             RecipientStatus::Expired,
+            RecipientStatus::Purged,
         ]
     }
 
@@ -453,6 +553,31 @@ mod tests {
             ) {
                 assert_eq!(buf.len(), 2);
             }
+        }
+    }
+
+    #[test]
+    fn completion_and_counters_round_trip() {
+        let m = meta();
+        let done = CompletedMessage::new(&m, statuses().into_iter().map(Some).collect());
+        let mut buf = Vec::new();
+        encode_completed(&done, &mut buf);
+        assert_eq!(decode_completed(&buf), Ok(done));
+        for cut in 0..buf.len() {
+            assert!(decode_completed(&buf[..cut]).is_err(), "cut at {cut}");
+        }
+        for tenant in [None, Some(TenantId("acme".into()))] {
+            let c = CampaignCounters {
+                tenant,
+                messages: 1,
+                recipients: u64::MAX,
+                purged: 7,
+                ..Default::default()
+            };
+            let mut buf = Vec::new();
+            encode_counters(&c, &mut buf);
+            assert_eq!(decode_counters(&buf), Ok(c));
+            assert!(decode_counters(&buf[..40]).is_err());
         }
     }
 

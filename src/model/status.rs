@@ -34,6 +34,10 @@ pub enum RecipientStatus {
     Bounced(StoredReply),
     /// Reached the message lifetime undelivered: final.
     Expired,
+    /// Removed by an operator purge (of its domain or campaign): final. Written so
+    /// a restart does not queue it again while its message has other recipients
+    /// left.
+    Purged,
 }
 
 impl RecipientStatus {
@@ -41,9 +45,10 @@ impl RecipientStatus {
     pub fn is_final(&self) -> bool {
         match self {
             RecipientStatus::Scheduled | RecipientStatus::Deferred { .. } => false,
-            RecipientStatus::Delivered | RecipientStatus::Bounced(_) | RecipientStatus::Expired => {
-                true
-            }
+            RecipientStatus::Delivered
+            | RecipientStatus::Bounced(_)
+            | RecipientStatus::Expired
+            | RecipientStatus::Purged => true,
         }
     }
 
@@ -55,9 +60,10 @@ impl RecipientStatus {
             RecipientStatus::Deferred {
                 attempts, next_due, ..
             } => Some((*attempts, *next_due)),
-            RecipientStatus::Delivered | RecipientStatus::Bounced(_) | RecipientStatus::Expired => {
-                None
-            }
+            RecipientStatus::Delivered
+            | RecipientStatus::Bounced(_)
+            | RecipientStatus::Expired
+            | RecipientStatus::Purged => None,
         }
     }
 }
@@ -87,6 +93,7 @@ mod tests {
             RecipientStatus::Delivered,
             RecipientStatus::Bounced(reply),
             RecipientStatus::Expired,
+            RecipientStatus::Purged,
         ] {
             assert!(s.is_final());
             assert_eq!(s.pending(created), None);

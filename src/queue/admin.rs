@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::domain::Entry;
 use super::scheduler::{lock, Scheduler};
-use crate::model::{CampaignId, MessageId};
+use crate::model::{CampaignId, MessageId, Timestamp};
 
 /// What a purge removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +19,57 @@ pub struct PurgeReport {
     pub recipients: u64,
     /// Messages left with no unfinished recipient: remove them from the spool.
     pub finished: Vec<MessageId>,
+    /// Each removed recipient: persist it as purged, count and log it.
+    pub purged: Vec<PurgedRecipient>,
+}
+
+/// One recipient a purge removed from the queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgedRecipient {
+    /// Its domain.
+    pub domain: Arc<str>,
+    /// Its message.
+    pub id: MessageId,
+    /// Its index in the envelope.
+    pub rcpt: u32,
+    /// Failed attempts it had.
+    pub attempts: u16,
+    /// It was the message's last unfinished recipient: remove the message.
+    pub finished: bool,
+}
+
+/// Where a queued recipient of a message is, for the message status API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedAs {
+    /// Ready to send.
+    Ready,
+    /// Waiting for a retry due at this time.
+    Deferred(Timestamp),
+    /// Held back by a suspended campaign.
+    Held,
+}
+
+/// What the scheduler knows of one message (for the message status API).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageQueue {
+    /// Recipients not final yet (queued or in flight).
+    pub remaining: u32,
+    /// Queued recipients (envelope index, where); the other unfinished ones are
+    /// in flight.
+    pub queued: Vec<(u32, QueuedAs)>,
+}
+
+/// What the scheduler knows of one campaign (for the campaign status API).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CampaignQueue {
+    /// Recipients ready or held.
+    pub queued: u64,
+    /// Recipients waiting for a retry.
+    pub deferred: u64,
+    /// Recipients taken and not yet settled.
+    pub in_flight: u64,
+    /// Whether the campaign is suspended.
+    pub suspended: bool,
 }
 
 /// Queue sizes, for metrics and the queue listing API.
@@ -36,6 +87,8 @@ pub struct QueueStats {
     pub held: usize,
     /// Recipients taken and not yet settled.
     pub in_flight: usize,
+    /// Of `ready`, those in suspended domains (not sendable until resumed).
+    pub suspended: usize,
 }
 
 /// One domain's queue, for the queue listing API.
@@ -74,10 +127,14 @@ impl Scheduler {
     /// Removes every queued recipient of `domain`.
     pub fn purge_domain(&self, domain: &str) -> PurgeReport {
         let mut removed = Vec::new();
+        let mut report = PurgeReport::default();
         if let Some(mut q) = self.domains.get_mut(domain) {
             q.remove_where(|_| true, &mut removed);
+            let key = q.key().clone();
+            drop(q);
+            self.finish_purged(&key, &removed, &mut report);
         }
-        self.finish_purged(&removed)
+        report
     }
 
     /// Holds back every recipient of `campaign` from now on (in every domain) until
@@ -130,26 +187,122 @@ impl Scheduler {
         if doomed.is_empty() {
             return PurgeReport::default();
         }
-        let mut removed = Vec::new();
+        let mut by_domain = Vec::new();
         for mut item in self.domains.iter_mut() {
+            let mut removed = Vec::new();
             item.value_mut()
                 .remove_where(|e| doomed.contains(&e.msg), &mut removed);
-        }
-        self.finish_purged(&removed)
-    }
-
-    fn finish_purged(&self, removed: &[Entry]) -> PurgeReport {
-        let mut report = PurgeReport {
-            recipients: removed.len() as u64,
-            finished: Vec::new(),
-        };
-        for e in removed {
-            let (id, done) = self.messages.finish(e.msg, 1);
-            if done {
-                report.finished.push(id);
+            if !removed.is_empty() {
+                by_domain.push((item.key().clone(), removed));
             }
         }
+        let mut report = PurgeReport::default();
+        for (domain, removed) in by_domain {
+            self.finish_purged(&domain, &removed, &mut report);
+        }
         report
+    }
+
+    /// Marks purged entries final in the message table (no domain guard held:
+    /// the table's shards are leaves of the lock order anyway).
+    fn finish_purged(&self, domain: &Arc<str>, removed: &[Entry], report: &mut PurgeReport) {
+        report.recipients += removed.len() as u64;
+        for e in removed {
+            let (id, finished) = self.messages.finish(e.msg, 1);
+            if finished {
+                report.finished.push(id);
+            }
+            report.purged.push(PurgedRecipient {
+                domain: domain.clone(),
+                id,
+                rcpt: e.rcpt,
+                attempts: e.attempts,
+                finished,
+            });
+        }
+    }
+
+    /// Where the queued recipients of message `id` are, looking in the queues of
+    /// `domains` (its recipients' domains); `None` if the scheduler does not hold
+    /// the message. A scan of the message table and of those domains' queues:
+    /// for the status API, not hot paths.
+    pub fn message_queue(&self, id: MessageId, domains: &[&str]) -> Option<MessageQueue> {
+        let mref = self.messages.find(id)?;
+        let mut view = MessageQueue {
+            remaining: self.messages.get(mref).remaining,
+            queued: Vec::new(),
+        };
+        for domain in domains {
+            let Some(q) = self.domains.get(*domain) else {
+                continue;
+            };
+            let mine = |e: &&Entry| e.msg == mref;
+            for e in q.ready.iter().filter(mine) {
+                view.queued.push((e.rcpt, QueuedAs::Ready));
+            }
+            for e in q.held.iter().filter(mine) {
+                view.queued.push((e.rcpt, QueuedAs::Held));
+            }
+            for b in q.deferred.iter().filter(|b| b.0.msg == mref) {
+                let due = Timestamp::from_secs(b.0.due as u64);
+                view.queued.push((b.0.rcpt, QueuedAs::Deferred(due)));
+            }
+        }
+        Some(view)
+    }
+
+    /// The queued, deferred and in-flight recipients of `campaign`; `None` if the
+    /// scheduler never saw it. Scans the message table and every queue: for the
+    /// status API, not hot paths.
+    pub fn campaign_queue(&self, campaign: &CampaignId) -> Option<CampaignQueue> {
+        let (idx, suspended) = {
+            let cs = lock(&self.campaigns);
+            let idx = *cs.ids.get(campaign)?;
+            (idx, cs.suspended.contains(&idx))
+        };
+        let (refs, remaining) = self.messages.of_campaign_remaining(idx);
+        let mut view = CampaignQueue {
+            suspended,
+            ..Default::default()
+        };
+        if refs.is_empty() {
+            return Some(view);
+        }
+        for q in self.domains.iter() {
+            let mine = |e: &Entry| refs.contains(&e.msg);
+            view.queued += q.ready.iter().filter(|e| mine(e)).count() as u64;
+            view.queued += q.held.iter().filter(|e| mine(e)).count() as u64;
+            view.deferred += q.deferred.iter().filter(|b| mine(&b.0)).count() as u64;
+        }
+        view.in_flight = remaining.saturating_sub(view.queued + view.deferred);
+        Some(view)
+    }
+
+    /// Every domain queue whose name starts with `prefix` (all with `None`), with
+    /// its sizes. A scan of the domain map.
+    pub fn domain_queues(&self, prefix: Option<&str>) -> Vec<(Arc<str>, DomainStats)> {
+        self.domains
+            .iter()
+            .filter(|item| prefix.is_none_or(|p| item.key().starts_with(p)))
+            .map(|q| {
+                let stats = DomainStats {
+                    ready: q.ready.len(),
+                    deferred: q.deferred.len(),
+                    held: q.held.len(),
+                    in_flight: q.in_flight as usize,
+                    suspended: q.suspended,
+                };
+                (q.key().clone(), stats)
+            })
+            .collect()
+    }
+
+    /// Whether `campaign` is suspended.
+    pub fn is_campaign_suspended(&self, campaign: &CampaignId) -> bool {
+        let cs = lock(&self.campaigns);
+        cs.ids
+            .get(campaign)
+            .is_some_and(|i| cs.suspended.contains(i))
     }
 
     /// Removes the queued (ready, deferred, held) recipients of every message that
@@ -195,6 +348,9 @@ impl Scheduler {
         };
         for item in self.domains.iter() {
             s.ready += item.ready.len();
+            if item.suspended {
+                s.suspended += item.ready.len();
+            }
             s.deferred += item.deferred.len();
             s.held += item.held.len();
             s.in_flight += item.in_flight as usize;

@@ -145,6 +145,39 @@ impl MessageTable {
         out
     }
 
+    /// The ref of live message `id`, if the table holds it. A scan of every slot:
+    /// for the status API.
+    pub fn find(&self, id: MessageId) -> Option<MsgRef> {
+        for shard in 0..SHARDS {
+            let slab = self.lock(shard);
+            if let Some(i) = slab
+                .slots
+                .iter()
+                .position(|s| s.remaining > 0 && s.id == id)
+            {
+                return Some(MsgRef((i as u32) << SHARD_BITS | shard as u32));
+            }
+        }
+        None
+    }
+
+    /// Refs of the live messages of a campaign and their unfinished recipients
+    /// in total.
+    pub fn of_campaign_remaining(&self, campaign: u32) -> (HashSet<MsgRef>, u64) {
+        let mut out = HashSet::new();
+        let mut remaining = 0u64;
+        for shard in 0..SHARDS {
+            let slab = self.lock(shard);
+            for (i, s) in slab.slots.iter().enumerate() {
+                if s.remaining > 0 && s.campaign == campaign {
+                    out.insert(MsgRef((i as u32) << SHARD_BITS | shard as u32));
+                    remaining += s.remaining as u64;
+                }
+            }
+        }
+        (out, remaining)
+    }
+
     /// Number of live messages.
     pub fn len(&self) -> usize {
         (0..SHARDS)

@@ -29,7 +29,9 @@ pub mod wheel;
 #[cfg(test)]
 mod tests;
 
-pub use admin::{DomainStats, PurgeReport, QueueStats};
+pub use admin::{
+    CampaignQueue, DomainStats, MessageQueue, PurgeReport, PurgedRecipient, QueueStats, QueuedAs,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use retry::{RetryConfigError, RetryPolicy, SplitMix64};
 pub use scheduler::{

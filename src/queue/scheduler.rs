@@ -415,6 +415,9 @@ impl Scheduler {
         let expires_ts = Timestamp::from_secs(slot.expires as u64);
         let mut decisions = Vec::with_capacity(batch.recipients.len());
         let (mut finals, mut again, mut later) = (0u32, Vec::new(), Vec::new());
+        // One jitter draw per attempt count in a batch: recipients that failed
+        // together retry together, in one transaction, not one per recipient.
+        let mut drawn: Option<(u16, Duration)> = None;
         for (i, r) in batch.recipients.iter().enumerate() {
             let entry = |due, attempts| Entry {
                 msg: batch.msg,
@@ -427,7 +430,14 @@ impl Scheduler {
                 Outcome::Deferred | Outcome::NotAttempted if expired => Decision::Expired,
                 Outcome::Deferred => {
                     let attempts = r.attempts.saturating_add(1);
-                    let delay = self.config.retry.delay(attempts, &mut lock(&self.rng));
+                    let delay = match drawn {
+                        Some((a, d)) if a == attempts => d,
+                        _ => {
+                            let d = self.config.retry.delay(attempts, &mut lock(&self.rng));
+                            drawn = Some((attempts, d));
+                            d
+                        }
+                    };
                     let due = now_ts.saturating_add(delay).min(expires_ts);
                     later.push(entry(secs_ceil(due), attempts));
                     Decision::Retry { attempts, due }

@@ -148,6 +148,34 @@ fn deferred_recipients_follow_the_retry_schedule() {
     );
 }
 
+/// With jitter on, recipients that failed together still retry together: one
+/// batch (one transaction) again, not one per recipient.
+#[test]
+fn a_deferred_batch_retries_as_one_batch_despite_jitter() {
+    let clock = Arc::new(ManualClock::new(Timestamp::from_secs(T0)));
+    let config = SchedulerConfig {
+        retry: RetryPolicy::new(vec![Duration::from_secs(10 * MIN)], 0.5).unwrap(),
+        jitter_seed: Some(7),
+        ..Default::default()
+    };
+    let s = Scheduler::new(config, clock.clone());
+    s.enqueue(&message(&clock, 1, None, &rcpts("slow.example", 5), DAY).pending());
+    let b = s.take_batch("slow.example").unwrap();
+    let settled = s.settle(b, &[Outcome::Deferred; 5]);
+    let dues: Vec<_> = settled
+        .decisions
+        .iter()
+        .map(|d| match d {
+            Decision::Retry { due, .. } => *due,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(dues.iter().all(|d| *d == dues[0]), "{dues:?}");
+    clock.advance(Duration::from_secs(15 * MIN));
+    assert_eq!(s.tick().promoted, 5);
+    assert_eq!(s.take_batch("slow.example").unwrap().recipients.len(), 5);
+}
+
 #[test]
 fn not_attempted_recipients_go_back_first_without_an_attempt() {
     let (clock, s) = setup();
@@ -281,11 +309,20 @@ fn suspend_resume_and_purge_a_domain() {
     assert_eq!(s.take_next().unwrap().id, MessageId(1));
     let report = s.purge_domain("p.example");
     assert_eq!(
-        report,
-        PurgeReport {
-            recipients: 3,
-            finished: vec![MessageId(2)]
-        }
+        (report.recipients, report.finished),
+        (3, vec![MessageId(2)])
+    );
+    assert_eq!(
+        report
+            .purged
+            .iter()
+            .map(|p| (p.id, p.rcpt, &*p.domain, p.finished))
+            .collect::<Vec<_>>(),
+        [
+            (MessageId(2), 0, "p.example", false),
+            (MessageId(2), 1, "p.example", false),
+            (MessageId(2), 2, "p.example", true)
+        ]
     );
     assert!(s.take_batch("p.example").is_none());
 }
@@ -316,11 +353,16 @@ fn suspend_resume_and_purge_a_campaign() {
     s.enqueue(&message(&clock, 3, Some("spring"), &rcpts("y.example", 1), DAY).pending());
     let report = s.purge_campaign(&spring);
     assert_eq!(
-        report,
-        PurgeReport {
-            recipients: 1,
-            finished: vec![MessageId(3)]
-        }
+        (report.recipients, &report.finished),
+        (1, &vec![MessageId(3)])
+    );
+    assert_eq!(
+        (
+            &*report.purged[0].domain,
+            report.purged[0].id,
+            report.purged[0].finished
+        ),
+        ("y.example", MessageId(3), true)
     );
     assert!(s.settle(b, &[Outcome::Delivered; 2]).finished);
     assert_eq!(
@@ -328,6 +370,75 @@ fn suspend_resume_and_purge_a_campaign() {
         PurgeReport::default()
     );
     assert_eq!(s.stats().messages, 1);
+}
+
+#[test]
+fn where_a_message_and_a_campaign_stand() {
+    let (clock, s) = setup();
+    let spring = CampaignId("spring".into());
+    let m1 = message(
+        &clock,
+        1,
+        Some("spring"),
+        &[
+            "a@x.example".into(),
+            "b@x.example".into(),
+            "c@y.example".into(),
+        ],
+        DAY,
+    );
+    s.enqueue(&m1.pending());
+    s.enqueue(&message(&clock, 2, Some("spring"), &rcpts("y.example", 2), DAY).pending());
+    assert_eq!(s.message_queue(MessageId(9), &["x.example"]), None);
+    // Take x.example's batch (2 in flight), defer one of them.
+    let b = s.take_batch("x.example").unwrap();
+    let settled = s.settle(b, &[Outcome::Deferred, Outcome::Delivered]);
+    let Decision::Retry { due, .. } = settled.decisions[0] else {
+        panic!("{settled:?}");
+    };
+    let view = s
+        .message_queue(MessageId(1), &["x.example", "y.example"])
+        .unwrap();
+    assert_eq!(view.remaining, 2);
+    let mut queued = view.queued.clone();
+    queued.sort_by_key(|q| q.0);
+    assert_eq!(
+        queued,
+        vec![
+            (
+                0,
+                QueuedAs::Deferred(Timestamp::from_secs(due.as_secs_ceil()))
+            ),
+            (2, QueuedAs::Ready)
+        ]
+    );
+    // y.example's first batch (message 1's c) goes in flight.
+    let b = s.take_batch("y.example").unwrap();
+    assert_eq!(b.id, MessageId(1));
+    let view = s
+        .message_queue(MessageId(1), &["x.example", "y.example"])
+        .unwrap();
+    assert_eq!((view.remaining, view.queued.len()), (2, 1), "c in flight");
+    assert_eq!(
+        s.campaign_queue(&spring),
+        Some(CampaignQueue {
+            queued: 2,
+            deferred: 1,
+            in_flight: 1,
+            suspended: false
+        })
+    );
+    s.suspend_campaign(&spring);
+    assert!(s.campaign_queue(&spring).unwrap().suspended);
+    assert!(s.is_campaign_suspended(&spring));
+    assert_eq!(s.campaign_queue(&CampaignId("none".into())), None);
+    let mut listing = s.domain_queues(None);
+    listing.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(listing.len(), 2);
+    assert_eq!((listing[1].1.ready, listing[1].1.in_flight), (2, 1));
+    assert_eq!(s.domain_queues(Some("x.")).len(), 1);
+    assert!(s.domain_queues(Some("z.")).is_empty());
+    s.settle(b, &[Outcome::Delivered]);
 }
 
 #[test]

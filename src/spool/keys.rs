@@ -81,6 +81,13 @@ pub fn parse_campaign_key(key: &[u8]) -> Result<MessageId, DecodeError> {
     Ok(MessageId::from_bytes(id))
 }
 
+/// The first `completed` key not pruned when pruning messages created before
+/// `created_before`: the smallest id of that millisecond (ids lead with their
+/// creation time, so every older id sorts before it).
+pub fn completed_prune_end(created_before: crate::model::Timestamp) -> [u8; 16] {
+    MessageId::from_parts(created_before.as_millis(), 0, 0).to_bytes()
+}
+
 fn prefix_range(name: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut start = name.to_vec();
     start.push(SEP);

@@ -9,9 +9,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::keys;
 use super::{Body, Durable, NewMessage, RecoveryStats, Spool, SpoolError, StateUpdate};
-use crate::model::codec::{decode_meta, decode_status, encode_meta, encode_status};
+use crate::model::codec::{
+    decode_completed, decode_counters, decode_meta, decode_status, encode_completed,
+    encode_counters, encode_meta, encode_status,
+};
 use crate::model::{
-    CampaignId, MessageId, MessageMeta, PendingMessage, PendingRecipient, RecipientStatus,
+    CampaignCounters, CampaignId, CompletedMessage, MessageId, MessageMeta, PendingMessage,
+    PendingRecipient, RecipientStatus, Timestamp,
 };
 
 /// Settings of a [`MemorySpool`].
@@ -35,7 +39,7 @@ impl Default for MemorySpoolConfig {
 pub struct MemorySpool {
     /// Limits.
     config: MemorySpoolConfig,
-    /// The four "column families", under one lock.
+    /// The "column families", under one lock.
     cfs: Mutex<Cfs>,
     /// When set, every write fails as a full disk would (for "try later" tests).
     fail_writes: AtomicBool,
@@ -47,6 +51,9 @@ struct Cfs {
     meta: BTreeMap<[u8; 16], Vec<u8>>,
     recipients: BTreeMap<Vec<u8>, Vec<u8>>,
     campaigns: BTreeMap<Vec<u8>, ()>,
+    completed: BTreeMap<[u8; 16], Vec<u8>>,
+    /// Campaign id -> encoded counters (merged on write, as RocksDB's operator).
+    counters: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Bytes of bodies and meta records, for backpressure.
     bytes: usize,
 }
@@ -115,6 +122,7 @@ impl MemorySpool {
         }
         if let Some(c) = &msg.meta.campaign {
             cfs.campaigns.insert(keys::campaign_key(c, id), ());
+            merge_counters(&mut cfs, c, &CampaignCounters::injected(&msg.meta));
         }
         cfs.bytes += size;
         cfs.meta.insert(keys::message_key(id), meta);
@@ -123,9 +131,40 @@ impl MemorySpool {
     }
 }
 
-/// Deletes every record of the message whose meta is `meta`.
+/// Adds `delta` to the counters of `campaign`.
+fn merge_counters(cfs: &mut Cfs, campaign: &CampaignId, delta: &CampaignCounters) {
+    let slot = cfs
+        .counters
+        .entry(campaign.0.as_bytes().to_vec())
+        .or_default();
+    let mut sum = decode_counters(slot).unwrap_or_default();
+    sum.add(delta);
+    slot.clear();
+    encode_counters(&sum, slot);
+}
+
+/// The recipient records of `meta`, in envelope order.
+fn statuses_locked(cfs: &Cfs, meta: &MessageMeta) -> Vec<Option<RecipientStatus>> {
+    meta.envelope
+        .recipients
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            cfs.recipients
+                .get(&keys::recipient_key(&r.domain, meta.id, i as u32))
+                .and_then(|v| decode_status(v).ok())
+        })
+        .collect()
+}
+
+/// Deletes every record of the message whose meta is `meta`, keeping its
+/// completion record.
 fn remove_locked(cfs: &mut Cfs, meta: &MessageMeta) {
     let key = keys::message_key(meta.id);
+    let done = CompletedMessage::new(meta, statuses_locked(cfs, meta));
+    let mut rec = Vec::new();
+    encode_completed(&done, &mut rec);
+    cfs.completed.insert(key, rec);
     for (i, r) in meta.envelope.recipients.iter().enumerate() {
         cfs.recipients
             .remove(&keys::recipient_key(&r.domain, meta.id, i as u32));
@@ -167,7 +206,11 @@ impl Spool for MemorySpool {
         decode_meta(raw).map_err(|e| corrupt(id, e))
     }
 
-    fn update(&self, updates: &[StateUpdate]) -> Result<(), SpoolError> {
+    fn update_counted(
+        &self,
+        updates: &[StateUpdate],
+        counters: &[(CampaignId, CampaignCounters)],
+    ) -> Result<(), SpoolError> {
         self.check_writable()?;
         let mut cfs = self.lock();
         for u in updates {
@@ -176,6 +219,44 @@ impl Spool for MemorySpool {
             cfs.recipients
                 .insert(keys::recipient_key(&u.domain, u.id, u.rcpt), v);
         }
+        for (c, delta) in counters {
+            merge_counters(&mut cfs, c, delta);
+        }
+        Ok(())
+    }
+
+    fn load_statuses(
+        &self,
+        meta: &MessageMeta,
+    ) -> Result<Vec<Option<RecipientStatus>>, SpoolError> {
+        Ok(statuses_locked(&self.lock(), meta))
+    }
+
+    fn load_completed(&self, id: MessageId) -> Result<Option<CompletedMessage>, SpoolError> {
+        let cfs = self.lock();
+        let Some(raw) = cfs.completed.get(&keys::message_key(id)) else {
+            return Ok(None);
+        };
+        decode_completed(raw).map(Some).map_err(|e| corrupt(id, e))
+    }
+
+    fn load_counters(&self, campaign: &CampaignId) -> Result<Option<CampaignCounters>, SpoolError> {
+        let cfs = self.lock();
+        let Some(raw) = cfs.counters.get(campaign.0.as_bytes()) else {
+            return Ok(None);
+        };
+        decode_counters(raw)
+            .map(Some)
+            .map_err(|source| SpoolError::Corrupt {
+                key: format!("counters of {}", campaign.0),
+                source,
+            })
+    }
+
+    fn prune_completed(&self, created_before: Timestamp) -> Result<(), SpoolError> {
+        self.check_writable()?;
+        let end = keys::completed_prune_end(created_before);
+        self.lock().completed.retain(|k, _| *k >= end);
         Ok(())
     }
 

@@ -13,6 +13,8 @@
 //! | `meta`       | message id                                   | [`codec::encode_meta`]    |
 //! | `recipients` | domain, `0x00`, id, rcpt index (u32 BE)      | [`codec::encode_status`]  |
 //! | `campaigns`  | campaign id, `0x00`, message id              | empty                     |
+//! | `completed`  | message id                                   | [`codec::encode_completed`] |
+//! | `counters`   | campaign id                                  | [`codec::encode_counters`], merged |
 //!
 //! Ids lead with their creation time, so `bodies` and `meta` are append-mostly and a
 //! scan visits the oldest messages first. One domain's recipients are one contiguous
@@ -21,16 +23,30 @@
 //! message's meta lists its recipients with their domains, so every key of a message
 //! can be computed from its meta record.
 //!
+//! `completed` keeps a finished message's status after its other records are gone
+//! (tenant, campaign, times, each recipient's address, domain and final state):
+//! written in the batch that removes the message, pruned by creation time (one
+//! range delete of the ids older than `[spool] status_retention`). `counters`
+//! holds each campaign's cumulative counts (messages and recipients injected;
+//! recipients delivered, bounced, expired, purged) as deltas a merge operator adds
+//! up: injections in the store batch, outcomes in the results batches, so they
+//! survive restarts and cost no read on the hot path.
+//!
 //! # Write rules
 //!
 //! - [`Spool::store`] writes body, meta, one `Scheduled` record per recipient and the
 //!   campaign key in one atomic batch, and its [`Durable`] resolves only after the
 //!   WAL holding it is synced. Concurrent stores share syncs (group commit).
-//! - [`Spool::update`] writes status records without waiting for a sync: a crash
-//!   may lose a result and deliver a recipient twice, never lose a message.
-//! - A missing recipient record means the recipient was purged: final.
+//! - [`Spool::store`] also merges `messages + 1, recipients + n` into the
+//!   campaign's counters, in the same batch.
+//! - [`Spool::update`] / [`Spool::update_counted`] write status records (and
+//!   counter deltas) without waiting for a sync: a crash may lose a result and
+//!   deliver a recipient twice, never lose a message.
+//! - A missing recipient record, or a `Purged` one, means the recipient was
+//!   purged: final.
 //! - [`Spool::remove`] deletes every record of a message once all its recipients
-//!   are final. Callers never update a recipient after removing its message.
+//!   are final, and writes its completion record in the same batch. Callers never
+//!   update a recipient after removing its message.
 //!
 //! # The RocksDB spool ([`rocks`])
 //!
@@ -44,6 +60,9 @@
 //!   round's writes overlap the current sync (see `rocks/writer.rs` for the
 //!   measurements behind this shape).
 //! - `update` and `remove` write with `sync = false` directly from the caller.
+//! - `counters` has an associative merge operator adding the six words; a record
+//!   that fails to decode is skipped by the merge (logged once per merge), never a
+//!   panic.
 //! - `recover` iterates `meta` in key order and multi-gets the recipient keys each
 //!   meta implies (see [`memory`] for the reference algorithm); only one message's
 //!   records are in memory at a time.
@@ -52,6 +71,8 @@
 //!
 //! [`codec::encode_meta`]: crate::model::codec::encode_meta
 //! [`codec::encode_status`]: crate::model::codec::encode_status
+//! [`codec::encode_completed`]: crate::model::codec::encode_completed
+//! [`codec::encode_counters`]: crate::model::codec::encode_counters
 
 pub mod cache;
 pub mod keys;
@@ -66,7 +87,8 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::model::{
-    CampaignId, DecodeError, MessageId, MessageMeta, ModelError, PendingMessage, RecipientStatus,
+    CampaignCounters, CampaignId, CompletedMessage, DecodeError, MessageId, MessageMeta,
+    ModelError, PendingMessage, RecipientStatus, Timestamp,
 };
 pub use cache::BodyCache;
 pub use rocks::{RocksSpool, SpoolOptions};
@@ -189,11 +211,40 @@ pub trait Spool: Send + Sync {
 
     /// Writes recipient states as one batch, without waiting for a sync. Blind
     /// writes: no read, so it does not check the records exist.
-    fn update(&self, updates: &[StateUpdate]) -> Result<(), SpoolError>;
+    fn update(&self, updates: &[StateUpdate]) -> Result<(), SpoolError> {
+        self.update_counted(updates, &[])
+    }
 
-    /// Deletes every record of `id` (meta read, then one batch, unsynced).
-    /// Idempotent: removing an absent message is `Ok`.
+    /// [`Spool::update`], adding `counters` (deltas) to campaigns' counters in
+    /// the same batch: the results path's one write per drained group.
+    fn update_counted(
+        &self,
+        updates: &[StateUpdate],
+        counters: &[(CampaignId, CampaignCounters)],
+    ) -> Result<(), SpoolError>;
+
+    /// Deletes every record of `id` and writes its completion record (from its
+    /// meta and recipient records; a missing or unfinished recipient is recorded
+    /// as purged) in the same unsynced batch: a meta read, a multi-get of its
+    /// recipient records, one write. Idempotent: removing an absent message is
+    /// `Ok` and writes nothing.
     fn remove(&self, id: MessageId) -> Result<(), SpoolError>;
+
+    /// The recipient records of `meta`'s message, one per envelope recipient in
+    /// order (`None`: no record, i.e. purged or the message is gone): one
+    /// multi-get.
+    fn load_statuses(&self, meta: &MessageMeta)
+        -> Result<Vec<Option<RecipientStatus>>, SpoolError>;
+
+    /// The completion record of a removed message, if it is still kept.
+    fn load_completed(&self, id: MessageId) -> Result<Option<CompletedMessage>, SpoolError>;
+
+    /// A campaign's counters, `None` if nothing was ever counted for it.
+    fn load_counters(&self, campaign: &CampaignId) -> Result<Option<CampaignCounters>, SpoolError>;
+
+    /// Deletes the completion records of messages created before `created_before`
+    /// (ids lead with their creation time: one range delete).
+    fn prune_completed(&self, created_before: Timestamp) -> Result<(), SpoolError>;
 
     /// Startup scan: calls `visit` once per message with unfinished recipients,
     /// with each such recipient's attempts and due time, oldest message first.
@@ -208,10 +259,13 @@ pub trait Spool: Send + Sync {
     /// Deletes every recipient record of `domain` (a range delete); returns how many
     /// there were, or an estimate where counting would cost a scan. Messages left
     /// with no recipients are removed by the caller (the scheduler reports them) or
-    /// by the next recovery.
+    /// by the next recovery. A low-level tool: campaign counters do not see it; the
+    /// engine's purge marks exactly the recipients it took from the scheduler
+    /// [`RecipientStatus::Purged`] instead (so nothing injected meanwhile is lost).
     fn purge_domain(&self, domain: &str) -> Result<u64, SpoolError>;
 
     /// Removes every message of `campaign`, walking the campaign index in bounded
-    /// batches; returns how many messages were removed.
+    /// batches; returns how many messages were removed. Low-level like
+    /// [`Spool::purge_domain`] (completion records are written, counters are not).
     fn purge_campaign(&self, campaign: &CampaignId) -> Result<u64, SpoolError>;
 }

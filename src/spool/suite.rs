@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use super::{NewMessage, RecoveryStats, Spool, SpoolError, StateUpdate};
 use crate::model::message::tests::sample;
-use crate::model::{CampaignId, MessageId, MessageMeta, RecipientStatus, StoredReply, Timestamp};
+use crate::model::{
+    CampaignCounters, CampaignId, MessageId, MessageMeta, RecipientStatus, StoredReply, Timestamp,
+};
 
 /// The spool under test and what the suite needs around it.
 pub(crate) trait Harness {
@@ -246,6 +248,133 @@ pub(crate) fn purge_domain_and_campaign(h: &mut dyn Harness) {
     );
 }
 
+pub(crate) fn completion_records_and_counters(h: &mut dyn Harness) {
+    let spring = CampaignId("spring".into());
+    let m1 = store(h, 1, Some("spring"), &["a@x.org", "b@y.org", "c@y.org"]);
+    store(h, 2, Some("spring"), &["d@x.org"]);
+    store(h, 3, None, &["e@z.org"]);
+    let bounce = StoredReply {
+        code: 550,
+        text: "5.1.1 no such user".into(),
+    };
+    let outcome = |s: &RecipientStatus| (spring.clone(), CampaignCounters::outcome(s));
+    h.spool()
+        .update_counted(
+            &[
+                update("x.org", 1, 0, RecipientStatus::Delivered),
+                update("y.org", 1, 1, RecipientStatus::Bounced(bounce.clone())),
+                update("y.org", 1, 2, RecipientStatus::Purged),
+            ],
+            &[
+                outcome(&RecipientStatus::Delivered),
+                outcome(&RecipientStatus::Bounced(bounce.clone())),
+                outcome(&RecipientStatus::Purged),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        h.spool().load_statuses(&m1).unwrap(),
+        vec![
+            Some(RecipientStatus::Delivered),
+            Some(RecipientStatus::Bounced(bounce.clone())),
+            Some(RecipientStatus::Purged),
+        ]
+    );
+    h.spool().remove(m1.id).unwrap();
+    assert!(h
+        .spool()
+        .load_statuses(&m1)
+        .unwrap()
+        .iter()
+        .all(Option::is_none));
+    h.spool()
+        .update(&[update("z.org", 3, 0, RecipientStatus::Expired)])
+        .unwrap();
+    h.reopen();
+    let s = h.spool();
+    // Counters: injections from the store batches, outcomes from the updates.
+    let c = s.load_counters(&spring).unwrap().unwrap();
+    assert_eq!(
+        c,
+        CampaignCounters {
+            tenant: Some(crate::model::TenantId("acme".into())),
+            messages: 2,
+            recipients: 4,
+            delivered: 1,
+            bounced: 1,
+            purged: 1,
+            expired: 0,
+        }
+    );
+    assert_eq!(s.load_counters(&CampaignId("other".into())).unwrap(), None);
+    // The removed message left its completion record.
+    let done = s.load_completed(m1.id).unwrap().unwrap();
+    assert_eq!(
+        (done.tenant.clone(), done.campaign.clone(), done.created),
+        (m1.tenant.clone(), Some(spring.clone()), m1.created)
+    );
+    assert_eq!(
+        done.recipients,
+        vec![
+            ("a@x.org".into(), "x.org".into(), RecipientStatus::Delivered),
+            (
+                "b@y.org".into(),
+                "y.org".into(),
+                RecipientStatus::Bounced(bounce)
+            ),
+            ("c@y.org".into(), "y.org".into(), RecipientStatus::Purged),
+        ]
+    );
+    assert_eq!(
+        s.load_completed(MessageId(2)).unwrap(),
+        None,
+        "still queued"
+    );
+    // Recovery removes message 3 (its only recipient expired) and keeps its record.
+    let (pending, stats) = recover_all(s);
+    assert_eq!((pending.len(), stats.removed), (1, 1));
+    let three = s.load_completed(MessageId(3)).unwrap().unwrap();
+    assert_eq!(three.recipients[0].2, RecipientStatus::Expired);
+    // A purged recipient is final: message 2 with its only recipient purged is
+    // not recovered, and leaves as purged.
+    s.update(&[update("x.org", 2, 0, RecipientStatus::Purged)])
+        .unwrap();
+    h.reopen();
+    let (pending, stats) = recover_all(h.spool());
+    assert!(pending.is_empty());
+    assert_eq!(stats.removed, 1);
+    let two = h.spool().load_completed(MessageId(2)).unwrap().unwrap();
+    assert_eq!(two.recipients[0].2, RecipientStatus::Purged);
+}
+
+pub(crate) fn pruning_drops_old_completion_records(h: &mut dyn Harness) {
+    // Ids lead with their creation time: 1000 s, 2000 s, 3000 s.
+    let at = |secs: u64| MessageId::from_parts(secs * 1000, 7, 9);
+    for secs in [1000, 2000, 3000] {
+        let id = at(secs);
+        let meta = sample(id, None, &["a@x.org"]);
+        h.spool()
+            .store(NewMessage {
+                body: Arc::from(body_of(id, 10)),
+                meta,
+            })
+            .wait()
+            .unwrap();
+        h.spool().remove(id).unwrap();
+        assert!(h.spool().load_completed(id).unwrap().is_some());
+    }
+    h.spool()
+        .prune_completed(Timestamp::from_secs(2000))
+        .unwrap();
+    h.reopen();
+    let s = h.spool();
+    assert_eq!(s.load_completed(at(1000)).unwrap(), None);
+    assert!(s.load_completed(at(2000)).unwrap().is_some(), "not older");
+    assert!(s.load_completed(at(3000)).unwrap().is_some());
+    s.prune_completed(Timestamp::from_secs(10_000)).unwrap();
+    assert_eq!(s.load_completed(at(3000)).unwrap(), None);
+}
+
 /// The harness was built with a queue (or store) bound of about 64 KiB.
 pub(crate) fn oversized_store_is_busy_and_bad_messages_invalid(h: &mut dyn Harness) {
     let s = h.spool();
@@ -328,6 +457,14 @@ macro_rules! spool_suite {
         #[test]
         fn suite_purge_domain_and_campaign() {
             $crate::spool::suite::purge_domain_and_campaign(&mut $make(64 << 20));
+        }
+        #[test]
+        fn suite_completion_records_and_counters() {
+            $crate::spool::suite::completion_records_and_counters(&mut $make(64 << 20));
+        }
+        #[test]
+        fn suite_pruning_drops_old_completion_records() {
+            $crate::spool::suite::pruning_drops_old_completion_records(&mut $make(64 << 20));
         }
         #[test]
         fn suite_oversized_store_is_busy_and_bad_messages_invalid() {

@@ -3,6 +3,8 @@
 //! [`EngineHandle`] API. Each test asserts counts of outcomes, what the sinks
 //! received, the spool's records and the delivery log's lines.
 
+mod admin;
+mod cost;
 mod outcomes;
 mod sink;
 mod throughput;
@@ -143,19 +145,20 @@ delivery = "{log}"
     }
 
     async fn engine(&self) -> EngineHandle {
+        self.engine_on(self.spool.clone()).await
+    }
+
+    /// An engine on another spool (a RocksDB one, to test persistence).
+    async fn engine_on(&self, spool: Arc<dyn crate::spool::Spool>) -> EngineHandle {
         let options = EngineOptions {
             tick_interval: Duration::from_millis(50),
             jitter_seed: Some(7),
+            status_prune_interval: Duration::from_millis(100),
             ..EngineOptions::default()
         };
-        Engine::start_with(
-            &self.config,
-            self.spool.clone(),
-            self.clock.clone(),
-            options,
-        )
-        .await
-        .unwrap()
+        Engine::start_with(&self.config, spool, self.clock.clone(), options)
+            .await
+            .unwrap()
     }
 
     /// The delivery log's lines, parsed.

@@ -1,5 +1,5 @@
 //! The RocksDB [`Spool`]: the layout, write rules and recovery described in
-//! [`crate::spool`], on four column families.
+//! [`crate::spool`], on six column families.
 //!
 //! - `options`: [`SpoolOptions`] and the per-family tuning.
 //! - `writer`: group commit (a writer and a syncer thread, one WAL sync per round).
@@ -26,8 +26,14 @@ use super::keys;
 use super::{
     durable_pair, Body, Durable, NewMessage, RecoveryStats, Spool, SpoolError, StateUpdate,
 };
-use crate::model::codec::{decode_meta, encode_meta, encode_status};
-use crate::model::{CampaignId, MessageId, MessageMeta, PendingMessage, RecipientStatus};
+use crate::model::codec::{
+    decode_completed, decode_counters, decode_meta, decode_status, encode_completed,
+    encode_counters, encode_meta, encode_status,
+};
+use crate::model::{
+    CampaignCounters, CampaignId, CompletedMessage, MessageId, MessageMeta, PendingMessage,
+    RecipientStatus, Timestamp,
+};
 pub use options::SpoolOptions;
 use writer::{WriteQueue, WriterConfig};
 pub use writer::{WriterCounts, WriterStats};
@@ -40,6 +46,10 @@ const CF_META: &str = "meta";
 const CF_RECIPIENTS: &str = "recipients";
 /// Column family of the campaign index.
 const CF_CAMPAIGNS: &str = "campaigns";
+/// Column family of completion records of removed messages.
+const CF_COMPLETED: &str = "completed";
+/// Column family of campaign counters (merged deltas).
+const CF_COUNTERS: &str = "counters";
 
 /// Campaign-index entries a purge reads per step (bounded memory).
 const PURGE_STEP: usize = 1024;
@@ -176,8 +186,49 @@ impl RocksSpool {
         }
         if let Some(c) = &meta.campaign {
             batch.put_cf(self.cf(CF_CAMPAIGNS)?, keys::campaign_key(c, meta.id), b"");
+            let mut delta = Vec::with_capacity(64);
+            encode_counters(&CampaignCounters::injected(meta), &mut delta);
+            batch.merge_cf(self.cf(CF_COUNTERS)?, c.0.as_bytes(), &delta);
         }
         Ok(batch)
+    }
+
+    /// Adds to `batch` the deletion of every record of `meta` and the completion
+    /// record made from `statuses` (its recipient records, envelope order).
+    fn retire_into(
+        &self,
+        batch: &mut WriteBatch,
+        meta: &MessageMeta,
+        statuses: Vec<Option<RecipientStatus>>,
+    ) -> Result<(), SpoolError> {
+        let mut rec = Vec::with_capacity(64 + meta.envelope.recipients.len() * 32);
+        encode_completed(&CompletedMessage::new(meta, statuses), &mut rec);
+        batch.put_cf(self.cf(CF_COMPLETED)?, keys::message_key(meta.id), &rec);
+        self.delete_into(batch, meta)
+    }
+
+    /// The recipient records of `meta` in envelope order: one sorted multi-get.
+    fn statuses(&self, meta: &MessageMeta) -> Result<Vec<Option<RecipientStatus>>, SpoolError> {
+        let cf = self.cf(CF_RECIPIENTS)?;
+        let rcpts = &meta.envelope.recipients;
+        let mut keyed: Vec<(Vec<u8>, usize)> = rcpts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (keys::recipient_key(&r.domain, meta.id, i as u32), i))
+            .collect();
+        keyed.sort_unstable();
+        let values = self
+            .db
+            .batched_multi_get_cf(cf, keyed.iter().map(|(k, _)| k), true);
+        let mut out = vec![None; rcpts.len()];
+        for ((_, i), value) in keyed.iter().zip(values) {
+            // An undecodable record is reported as absent (the status query shows
+            // the recipient as purged) rather than failing the whole message.
+            out[*i] = value
+                .map_err(read_err)?
+                .and_then(|raw| decode_status(&raw).ok());
+        }
+        Ok(out)
     }
 
     /// Adds the deletion of every record of `meta` to `batch`.
@@ -267,12 +318,16 @@ impl Spool for RocksSpool {
         self.get_meta(id)?.ok_or(SpoolError::NotFound(id))
     }
 
-    fn update(&self, updates: &[StateUpdate]) -> Result<(), SpoolError> {
-        if updates.is_empty() {
+    fn update_counted(
+        &self,
+        updates: &[StateUpdate],
+        counters: &[(CampaignId, CampaignCounters)],
+    ) -> Result<(), SpoolError> {
+        if updates.is_empty() && counters.is_empty() {
             return Ok(());
         }
         let cf = self.cf(CF_RECIPIENTS)?;
-        let mut batch = WriteBatch::with_capacity_bytes(updates.len() * 64);
+        let mut batch = WriteBatch::with_capacity_bytes(updates.len() * 64 + counters.len() * 96);
         let (mut k, mut v) = (Vec::with_capacity(64), Vec::with_capacity(32));
         for u in updates {
             k.clear();
@@ -281,6 +336,14 @@ impl Spool for RocksSpool {
             encode_status(&u.status, &mut v);
             batch.put_cf(cf, &k, &v);
         }
+        if !counters.is_empty() {
+            let ccf = self.cf(CF_COUNTERS)?;
+            for (c, delta) in counters {
+                v.clear();
+                encode_counters(delta, &mut v);
+                batch.merge_cf(ccf, c.0.as_bytes(), &v);
+            }
+        }
         self.db.write_opt(batch, &self.no_sync).map_err(write_err)
     }
 
@@ -288,8 +351,53 @@ impl Spool for RocksSpool {
         let Some(meta) = self.get_meta(id)? else {
             return Ok(());
         };
+        let statuses = self.statuses(&meta)?;
         let mut batch = WriteBatch::default();
-        self.delete_into(&mut batch, &meta)?;
+        self.retire_into(&mut batch, &meta, statuses)?;
+        self.db.write_opt(batch, &self.no_sync).map_err(write_err)
+    }
+
+    fn load_statuses(
+        &self,
+        meta: &MessageMeta,
+    ) -> Result<Vec<Option<RecipientStatus>>, SpoolError> {
+        self.statuses(meta)
+    }
+
+    fn load_completed(&self, id: MessageId) -> Result<Option<CompletedMessage>, SpoolError> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_COMPLETED)?, keys::message_key(id))
+            .map_err(read_err)?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => decode_completed(&raw).map(Some).map_err(|e| corrupt(id, e)),
+        }
+    }
+
+    fn load_counters(&self, campaign: &CampaignId) -> Result<Option<CampaignCounters>, SpoolError> {
+        let raw = self
+            .db
+            .get_pinned_cf(self.cf(CF_COUNTERS)?, campaign.0.as_bytes())
+            .map_err(read_err)?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => decode_counters(&raw)
+                .map(Some)
+                .map_err(|source| SpoolError::Corrupt {
+                    key: format!("counters of {}", campaign.0),
+                    source,
+                }),
+        }
+    }
+
+    fn prune_completed(&self, created_before: Timestamp) -> Result<(), SpoolError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            self.cf(CF_COMPLETED)?,
+            [0u8; 16],
+            keys::completed_prune_end(created_before),
+        );
         self.db.write_opt(batch, &self.no_sync).map_err(write_err)
     }
 
@@ -336,7 +444,8 @@ impl Spool for RocksSpool {
                 // index entry: drop it. A corrupt meta is left for inspection.
                 match id.map(|id| self.get_meta(id)).transpose() {
                     Ok(Some(Some(meta))) => {
-                        self.delete_into(&mut batch, &meta)?;
+                        let statuses = self.statuses(&meta)?;
+                        self.retire_into(&mut batch, &meta, statuses)?;
                         removed += 1;
                     }
                     Ok(Some(None)) | Ok(None) => batch.delete_cf(ccf, &key),

@@ -3,7 +3,8 @@
 
 use rocksdb::{BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options};
 
-use super::{CF_BODIES, CF_CAMPAIGNS, CF_META, CF_RECIPIENTS};
+use super::{CF_BODIES, CF_CAMPAIGNS, CF_COMPLETED, CF_COUNTERS, CF_META, CF_RECIPIENTS};
+use crate::model::codec::{decode_counters, encode_counters};
 
 /// Settings of a [`RocksSpool`](super::RocksSpool). Every field's doc states its
 /// default ([`SpoolOptions::default`]); the defaults suit a 2-core machine with a
@@ -87,7 +88,7 @@ impl SpoolOptions {
         o
     }
 
-    /// The four column families, each tuned for its records.
+    /// The six column families, each tuned for its records.
     pub(super) fn column_families(&self) -> Vec<ColumnFamilyDescriptor> {
         let cache = Cache::new_lru_cache(self.block_cache_bytes);
         let table = |block_size: usize, bloom: bool| {
@@ -135,11 +136,49 @@ impl SpoolOptions {
         campaigns.set_write_buffer_size(small_buffer / 2);
         campaigns.set_compression_type(DBCompressionType::None);
 
+        // Completion records: appended in id (creation) order, point-read by the
+        // status API, range-deleted by age.
+        let mut completed = Options::default();
+        completed.set_block_based_table_factory(&table(16 << 10, true));
+        completed.set_write_buffer_size(small_buffer / 2);
+        completed.set_compression_type(DBCompressionType::Lz4);
+
+        // Campaign counters: one small record per campaign, merged deltas.
+        let mut counters = Options::default();
+        counters.set_block_based_table_factory(&table(4 << 10, true));
+        counters.set_write_buffer_size(small_buffer / 4);
+        counters.set_compression_type(DBCompressionType::None);
+        counters.set_merge_operator_associative("volley_counters_add", add_counters);
+
         vec![
             ColumnFamilyDescriptor::new(CF_BODIES, bodies),
             ColumnFamilyDescriptor::new(CF_META, meta),
             ColumnFamilyDescriptor::new(CF_RECIPIENTS, rcpts),
             ColumnFamilyDescriptor::new(CF_CAMPAIGNS, campaigns),
+            ColumnFamilyDescriptor::new(CF_COMPLETED, completed),
+            ColumnFamilyDescriptor::new(CF_COUNTERS, counters),
         ]
     }
+}
+
+/// The `counters` merge operator: adds the existing record and every operand
+/// (associative, so RocksDB may also combine operands alone). An operand or record
+/// that does not decode is skipped: a corrupt delta loses its counts, never the
+/// campaign's record, and never panics.
+fn add_counters(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &rocksdb::MergeOperands,
+) -> Option<Vec<u8>> {
+    let mut sum = existing
+        .and_then(|e| decode_counters(e).ok())
+        .unwrap_or_default();
+    for op in operands {
+        if let Ok(delta) = decode_counters(op) {
+            sum.add(&delta);
+        }
+    }
+    let mut out = Vec::with_capacity(64);
+    encode_counters(&sum, &mut out);
+    Some(out)
 }

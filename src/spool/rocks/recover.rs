@@ -6,13 +6,13 @@
 //! buffer, key offsets and pending list are reused across messages, so the
 //! per-recipient cost is a key write into a reused buffer and a lookup. Messages
 //! found entirely final are deleted in batches as the scan goes (the iterator reads
-//! a snapshot, so deleting behind it is safe).
+//! a snapshot, so deleting behind it is safe), each leaving its completion record.
 
 use rocksdb::{ReadOptions, WriteBatch};
 
 use super::{read_err, write_err, RocksSpool, CF_META, CF_RECIPIENTS};
 use crate::model::codec::{decode_meta, decode_status};
-use crate::model::{MessageId, PendingMessage, PendingRecipient};
+use crate::model::{MessageId, PendingMessage, PendingRecipient, RecipientStatus};
 use crate::spool::{keys, RecoveryStats, SpoolError};
 
 /// Finished messages deleted per write during the scan.
@@ -70,6 +70,8 @@ pub(super) fn scan(
             db.batched_multi_get_cf(rcpt_cf, spans.iter().map(|&(s, e, _)| &key_buf[s..e]), true);
 
         let mut pending = Vec::with_capacity(spans.len());
+        // Final states, kept for the completion record should the message be done.
+        let mut finals: Vec<Option<RecipientStatus>> = Vec::new();
         for (&(_, _, rcpt), value) in spans.iter().zip(values) {
             let Some(raw) = value.map_err(read_err)? else {
                 continue; // purged: final
@@ -84,6 +86,13 @@ pub(super) fn scan(
                             attempts,
                             due,
                         });
+                    } else if pending.is_empty() {
+                        if finals.is_empty() {
+                            finals.resize(spans.len(), None);
+                        }
+                        if let Some(slot) = finals.get_mut(rcpt as usize) {
+                            *slot = Some(status);
+                        }
                     }
                 }
                 Err(_) => stats.corrupt += 1,
@@ -91,7 +100,7 @@ pub(super) fn scan(
         }
 
         if pending.is_empty() {
-            spool.delete_into(&mut deletes, &meta)?;
+            spool.retire_into(&mut deletes, &meta, finals)?;
             stats.removed += 1;
             pending_deletes += 1;
             if pending_deletes == DELETE_BATCH {
