@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::values::{duration, duration_list, TlsPolicy};
+use super::values::{duration, duration_list, ByteSize, TlsPolicy};
 use crate::dns::RouteOverride;
 use crate::egress;
 use crate::queue::RetryPolicy;
@@ -37,6 +37,38 @@ pub struct DeliveryConfig {
     /// Smarthost routes (`[[delivery.route]]`): mail for matching domains goes to
     /// the relay instead of their MX hosts; the first match wins. Default: none.
     pub route: Vec<RouteOverride>,
+    /// How plaintext sessions write to the socket (TLS sessions always go through
+    /// rustls): "vectored", "auto" (io_uring where the kernel has and allows it,
+    /// probed once at start, else vectored) or "io-uring". Default: "vectored",
+    /// the cheaper path as measured (see [`crate::egress`]).
+    pub send_path: SendPath,
+    /// On the io_uring path, a write of at least this many bytes goes with
+    /// SENDMSG_ZC (zero-copy), smaller ones with SENDMSG. Default: "1MiB".
+    pub zerocopy_threshold: ByteSize,
+}
+
+/// `delivery.send_path`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SendPath {
+    /// io_uring if the kernel probe at start succeeds, else vectored.
+    Auto,
+    /// io_uring; if the kernel refuses it, a warning naming this key is printed
+    /// at start and the vectored path is used.
+    IoUring,
+    /// Vectored writes (writev/sendmsg) through tokio.
+    #[default]
+    Vectored,
+}
+
+impl From<SendPath> for egress::SendPathChoice {
+    fn from(p: SendPath) -> Self {
+        match p {
+            SendPath::Auto => egress::SendPathChoice::Auto,
+            SendPath::IoUring => egress::SendPathChoice::IoUring,
+            SendPath::Vectored => egress::SendPathChoice::Vectored,
+        }
+    }
 }
 
 impl Default for DeliveryConfig {
@@ -51,6 +83,8 @@ impl Default for DeliveryConfig {
             message_lifetime: Duration::from_secs(5 * 86_400),
             timeouts: Timeouts::default(),
             route: Vec::new(),
+            send_path: SendPath::Vectored,
+            zerocopy_threshold: ByteSize(1 << 20),
         }
     }
 }
@@ -60,6 +94,20 @@ impl DeliveryConfig {
     /// jitter. Call on a validated config (the schedule is then non-empty).
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy::new(self.retry_schedule.clone(), 0.1).unwrap_or_default()
+    }
+
+    /// The send path of `send_path` and `zerocopy_threshold`, probing the kernel
+    /// (call once, at start). An explicit "io-uring" the kernel refuses is
+    /// reported on stderr, naming the key, and falls back to vectored writes.
+    pub fn send_path(&self) -> egress::SendPath {
+        let choice = egress::SendPathChoice::from(self.send_path);
+        let resolved = choice.resolve(self.zerocopy_threshold.as_usize());
+        if let (egress::SendPathChoice::IoUring, Some(why)) = (choice, &resolved.fallback) {
+            eprintln!(
+                "volley: delivery.send_path = \"io-uring\": {why}; sending with vectored writes"
+            );
+        }
+        resolved.path
     }
 }
 

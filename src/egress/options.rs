@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::smtp::transaction::PlanOptions;
 
+use super::send_path::SendPath;
 use super::tls::{TlsContext, TlsMemory, TlsPolicy};
 
 /// One address of one MX host, in the order the session should try it.
@@ -119,6 +120,9 @@ pub struct SessionOptions {
     pub plan: PlanOptions,
     /// AUTH after the last EHLO (smarthosts), over TLS only; `None`: no AUTH.
     pub auth: Option<Credentials>,
+    /// How plaintext TCP sessions write (io_uring or vectored); TLS sessions
+    /// always write through rustls and tokio. Default: vectored.
+    pub send_path: SendPath,
 }
 
 /// A username and password for SMTP AUTH (RFC 4954), PLAIN or LOGIN.
@@ -161,6 +165,7 @@ impl SessionOptions {
             window: PipelineWindow::default(),
             plan: PlanOptions::default(),
             auth: None,
+            send_path: SendPath::Vectored,
         }
     }
 }

@@ -4,9 +4,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,8 +23,10 @@ use crate::smtp::transaction::PlanOptions;
 use super::error::{io_error, SessionError};
 use super::options::{Endpoint, PipelineWindow, SessionOptions, Timeouts};
 use super::send::SendStats;
-use super::stream::Transport;
+use super::send_path::SendPath;
+use super::stream::{Transport, WriteError};
 use super::tls::{TlsInfo, TlsPolicy};
+use super::uring::{Outgoing, UringCounts, UringWriter};
 
 /// Facts about an established connection, for the delivery log.
 #[derive(Debug, Clone)]
@@ -55,6 +59,9 @@ pub struct ConnectInfo {
 /// [`quit`]: ClientSession::quit
 #[derive(Debug)]
 pub struct ClientSession<S = TcpStream> {
+    /// The io_uring writer of a plaintext TCP session ([`SendPath::IoUring`]).
+    /// Declared before `transport` so it drops first: it holds the socket's fd.
+    pub(super) uring: Option<UringWriter>,
     /// The connection, plain or TLS.
     pub(super) transport: Transport<S>,
     /// Bytes read and not yet parsed; replies are taken from `rpos` on.
@@ -77,6 +84,8 @@ pub struct ClientSession<S = TcpStream> {
     pub(super) transactions: u64,
     /// Send-path counters since the connection opened.
     pub(super) stats: SendStats,
+    /// Why io_uring was chosen and this session could not set up its ring.
+    pub(super) uring_fallback: Option<String>,
 }
 
 impl ClientSession<TcpStream> {
@@ -99,13 +108,42 @@ impl ClientSession<TcpStream> {
         endpoints: &[Endpoint],
         options: &SessionOptions,
     ) -> Result<(Self, Arc<ConnectInfo>), ConnectFailure> {
-        Self::connect_inner(endpoints, options, |addr| async move {
+        let (mut session, info) = Self::connect_inner(endpoints, options, |addr| async move {
             let stream = TcpStream::connect(addr).await?;
             stream.set_nodelay(true)?;
             Ok(stream)
         })
-        .await
+        .await?;
+        session.attach_send_path(&options.send_path);
+        Ok((session, info))
     }
+
+    /// Moves a plaintext session's writes to io_uring when `path` says so. A ring
+    /// that cannot be set up (descriptor or memory limits) leaves the session on
+    /// the vectored path; [`ClientSession::active_path`] tells which it is on.
+    pub fn attach_send_path(&mut self, path: &SendPath) {
+        let (SendPath::IoUring(options), Transport::Plain(stream), None) =
+            (path, &self.transport, &self.uring)
+        else {
+            return;
+        };
+        match UringWriter::new(stream.as_raw_fd(), options) {
+            Ok(writer) => self.uring = Some(writer),
+            Err(e) => self.uring_fallback = Some(e.to_string()),
+        }
+    }
+}
+
+/// Which path a session writes with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivePath {
+    /// Vectored writes through tokio, on a plaintext connection; with the ring
+    /// set-up error if io_uring was chosen and failed for this session.
+    Vectored(Option<String>),
+    /// SENDMSG / SENDMSG_ZC through the session's ring.
+    IoUring,
+    /// Through rustls (records are copied; io_uring is not used).
+    Tls,
 }
 
 /// Why [`ClientSession::connect_reporting`] found no usable endpoint.
@@ -218,6 +256,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
     ) -> Result<Self, SessionError> {
         let t = options.timeouts;
         let mut session = ClientSession {
+            uring: None,
             transport: Transport::Plain(stream),
             rbuf: Vec::with_capacity(4096),
             rpos: 0,
@@ -237,6 +276,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
             usable: true,
             transactions: 0,
             stats: SendStats::default(),
+            uring_fallback: None,
         };
         let banner = session
             .read_reply(t.banner, "waiting for the banner")
@@ -394,6 +434,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
         bytes: &[u8],
         phase: &'static str,
     ) -> Result<(), SessionError> {
+        if let (Some(uring), false) = (self.uring.as_mut(), self.transport.is_tls()) {
+            // Once attached, every write goes through the ring, one at a time.
+            let mut out = Outgoing::new();
+            out.push_all(Bytes::copy_from_slice(bytes));
+            let mut counts = UringCounts::default();
+            let result = uring
+                .write_all(out, self.timeouts.command, &mut counts, |_| {})
+                .await;
+            self.stats.syscalls += counts.syscalls;
+            return match result {
+                Ok(()) => Ok(()),
+                Err(WriteError::Timeout) => Err(self.broken(SessionError::Timeout(phase))),
+                Err(WriteError::Io(e)) => Err(self.broken(io_error(phase, e))),
+            };
+        }
         let write = async {
             self.transport.write_all(bytes).await?;
             self.transport.flush().await
@@ -402,6 +457,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientSession<S> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(self.broken(io_error(phase, e))),
             Err(_) => Err(self.broken(SessionError::Timeout(phase))),
+        }
+    }
+
+    /// Which path this session writes with.
+    pub fn active_path(&self) -> ActivePath {
+        if self.transport.is_tls() {
+            ActivePath::Tls
+        } else if self.uring.is_some() {
+            ActivePath::IoUring
+        } else {
+            ActivePath::Vectored(self.uring_fallback.clone())
         }
     }
 

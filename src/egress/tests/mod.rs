@@ -1,16 +1,45 @@
 //! Egress tests: a scripted in-process SMTP server over `tokio::io::duplex` (and
-//! loopback TCP), driven by real sessions.
+//! loopback TCP), driven by real sessions. The send tests run once per write
+//! path ([`Via`]), over loopback TCP, through [`on_every_path!`].
+
+/// Runs each named `async fn(Via)` test once per write path: vectored, io_uring
+/// with SENDMSG only, and io_uring with SENDMSG_ZC for every write.
+macro_rules! on_every_path {
+    ($($name:ident),* $(,)?) => {
+        mod vectored {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::Vectored).await
+            })*
+        }
+        mod io_uring {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::IoUring).await
+            })*
+        }
+        mod io_uring_zc {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Via::IoUringZc).await
+            })*
+        }
+    };
+}
 
 mod auth_tests;
 mod connect_tests;
+mod engine_tests;
 mod send_tests;
 mod tls_tests;
+mod uring_tests;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::io::{duplex, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -285,17 +314,6 @@ pub(super) fn options(policy: TlsPolicy) -> SessionOptions {
     o
 }
 
-/// A session (TLS disabled) on a scripted server.
-pub(super) async fn session(
-    script: Script,
-) -> (ClientSession<DuplexStream>, JoinHandle<Vec<Event>>) {
-    let (io, server) = spawn(script);
-    let s = ClientSession::handshake(io, &endpoint(25), &options(TlsPolicy::Disabled))
-        .await
-        .expect("handshake");
-    (s, server)
-}
-
 pub(super) fn addr(local: &str) -> Path {
     Path::mailbox(Mailbox {
         local: local.into(),
@@ -343,4 +361,75 @@ pub(super) fn lines(events: &[Event]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// The write path a parametrised test runs on (all over loopback TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Via {
+    /// writev through tokio.
+    Vectored,
+    /// io_uring, SENDMSG for every write.
+    IoUring,
+    /// io_uring, SENDMSG_ZC for every write (threshold 0).
+    IoUringZc,
+}
+
+impl Via {
+    /// The session option for this path. The io_uring variants probe the kernel
+    /// and fail the test if it refuses (this machine kind has io_uring).
+    pub fn send_path(self) -> SendPath {
+        let support = || send_path::probe().expect("io_uring available on this machine");
+        match self {
+            Via::Vectored => SendPath::Vectored,
+            Via::IoUring => SendPath::IoUring(UringOptions::new(usize::MAX, support())),
+            Via::IoUringZc => {
+                let support = support();
+                assert!(support.sendmsg_zc, "kernel without SENDMSG_ZC");
+                SendPath::IoUring(UringOptions::new(0, support))
+            }
+        }
+    }
+
+    /// The path a plaintext session on it reports.
+    pub fn active(self) -> ActivePath {
+        match self {
+            Via::Vectored => ActivePath::Vectored(None),
+            Via::IoUring | Via::IoUringZc => ActivePath::IoUring,
+        }
+    }
+}
+
+/// A scripted server for one connection on a loopback TCP port.
+pub(super) async fn spawn_tcp(script: Script) -> (SocketAddr, JoinHandle<Vec<Event>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        serve(Box::new(stream), script).await
+    });
+    (addr, task)
+}
+
+/// A session (TLS disabled) on a scripted server over loopback TCP, writing
+/// through `via`.
+pub(super) async fn session_via(
+    via: Via,
+    script: Script,
+) -> (ClientSession<TcpStream>, JoinHandle<Vec<Event>>) {
+    session_with(via, script, options(TlsPolicy::Disabled)).await
+}
+
+/// [`session_via`] with other options (`o.send_path` is set from `via`).
+pub(super) async fn session_with(
+    via: Via,
+    script: Script,
+    mut o: SessionOptions,
+) -> (ClientSession<TcpStream>, JoinHandle<Vec<Event>>) {
+    o.send_path = via.send_path();
+    let (addr, server) = spawn_tcp(script).await;
+    let (s, _) = ClientSession::connect(&[Endpoint::new("mx.test", addr)], &o)
+        .await
+        .expect("connect");
+    assert_eq!(s.active_path(), via.active());
+    (s, server)
 }
