@@ -14,6 +14,7 @@
 //! - [`transaction`]: the client transaction planner (what to write, and how replies
 //!   map back to per-recipient outcomes).
 //! - [`limits`]: the protocol's size limits, in one place.
+//! - [`server`]: the ESMTP server state machine behind the ingest listeners.
 
 pub mod address;
 pub mod command;
@@ -21,5 +22,6 @@ pub mod data;
 pub mod ehlo;
 pub mod limits;
 pub mod reply;
+pub mod server;
 pub mod status;
 pub mod transaction;
