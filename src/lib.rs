@@ -11,14 +11,24 @@
 //! - [`delivery`]: the delivery engine: dispatcher, per-site session pools, results, delivery log.
 //! - [`dns`]: routing: MX lookup with caching, sites, smarthosts, a test DNS server.
 //! - [`config`]: the TOML configuration file, parsed and validated, errors naming the key.
+//! - [`ingest`]: how work gets in: the HTTP API, the message composer, the SMTP
+//!   submission and relay listeners.
 //! - [`shaping`]: per-site and per-domain limits: connections, GCRA rates, adaptive slow-down.
+//! - [`server`]: the whole transmitter in one call (spool, engine, HTTP, SMTP listeners).
+//! - [`cli`]: the `volley` subcommands (serve, send, demo, hash-token, hash-password).
+//! - [`sink`]: a fast ESMTP sink with fault injection (`volley-load sink`, and in
+//!   process for `volley demo` and tests).
 
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod dns;
 pub mod egress;
+pub mod ingest;
 pub mod model;
 pub mod queue;
+pub mod server;
 pub mod shaping;
+pub mod sink;
 pub mod smtp;
 pub mod spool;

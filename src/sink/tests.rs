@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use sha2::{Digest, Sha256};
 
+use super::cli::Args;
 use super::stats::Summary;
-use super::{record, server, Args};
+use super::{record, server};
 
 #[derive(Parser)]
 struct Cli {
@@ -40,7 +41,7 @@ impl TestSink {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let cfg = Arc::new(server::Config::from_args(&args).unwrap());
+                let cfg = Arc::new(server::Config::from_options(&args.to_options()).unwrap());
                 let recorder = args
                     .record
                     .as_deref()
@@ -374,4 +375,54 @@ fn idle_timeout_and_connection_cap() {
     let s = sink.stop();
     assert_eq!(s.connections, 2);
     assert_eq!(s.replies["421"], 2);
+}
+
+#[test]
+fn in_process_sink_reports_live_stats_and_exact_totals() {
+    use crate::sink::{Sink, SinkError, SinkOptions};
+    let sink = Sink::start(SinkOptions {
+        listen: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ],
+        ..SinkOptions::default()
+    })
+    .unwrap();
+    let addrs = sink.local_addrs().to_vec();
+    assert_eq!(addrs.len(), 2);
+    assert!(addrs.iter().all(|a| a.port() != 0));
+    // The second address's port is taken now: starting on it fails, naming it.
+    let taken = Sink::start(SinkOptions {
+        listen: vec![addrs[1]],
+        ..SinkOptions::default()
+    });
+    assert!(matches!(taken, Err(SinkError::Bind { addr, .. }) if addr == addrs[1]));
+
+    let stream = TcpStream::connect(addrs[1]).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut c = Client {
+        reader: BufReader::new(stream.try_clone().unwrap()),
+        stream,
+    };
+    assert!(c.reply().starts_with("220 "));
+    c.send(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@y>\r\nRCPT TO:<z@y>\r\nDATA\r\n");
+    assert_eq!(c.codes(5), [250, 250, 250, 250, 354]);
+    c.send(b"Subject: t\r\n\r\nhello\r\n.\r\n");
+    assert_eq!(c.codes(1), [250]);
+    // The connection stays open and idle: stats() still sees its counts.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = sink.stats();
+        if s.messages == 1 {
+            assert_eq!((s.recipients, s.connections), (2, 1));
+            break;
+        }
+        assert!(Instant::now() < deadline, "{s:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let summary = sink.shutdown();
+    assert_eq!((summary.messages, summary.recipients), (1, 2));
+    assert!(c.reply().starts_with("421 "), "shutdown closes with 421");
 }

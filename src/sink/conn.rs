@@ -95,6 +95,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let shutdown = shared.shutdown.notified();
     tokio::pin!(shutdown);
     shutdown.as_mut().enable();
+    let flush = shared.flush.notified();
+    tokio::pin!(flush);
+    flush.as_mut().enable();
 
     loop {
         if let Some((at, delay)) = step.delay {
@@ -148,6 +151,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 _ = &mut shutdown => {
                     return close_with(io, session, bufs, SHUTTING_DOWN, shared, idle).await;
+                }
+                _ = &mut flush => {
+                    session.counts.flush(&shared.stats);
+                    flush.set(shared.flush.notified());
+                    flush.as_mut().enable();
                 }
             }
         };

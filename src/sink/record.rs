@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
+use super::SinkError;
 
 /// One accepted transaction, as written.
 #[derive(Debug, serde::Serialize)]
@@ -73,8 +73,11 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates (truncates) the file.
-    pub fn create(path: &Path) -> anyhow::Result<Recorder> {
-        let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    pub fn create(path: &Path) -> Result<Recorder, SinkError> {
+        let file = File::create(path).map_err(|source| SinkError::Record {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(Recorder {
             file: Mutex::new(file),
         })

@@ -10,16 +10,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::smtp::data::{BareLineEndings, DataLimits};
+use crate::smtp::ehlo::Capabilities;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
-use volley::smtp::data::{BareLineEndings, DataLimits};
-use volley::smtp::ehlo::Capabilities;
 
 use super::faults::{Faults, Latency};
+use super::options::SinkOptions;
 use super::record::Recorder;
 use super::stats::{self, Stats, Summary};
-use super::{conn, tls, Args};
+use super::{conn, tls, SinkError};
 
 /// Settings, fixed at start, with the replies that depend on them pre-rendered.
 pub struct Config {
@@ -54,8 +55,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Builds the settings from the command line (generates the TLS certificate).
-    pub fn from_args(args: &Args) -> anyhow::Result<Config> {
+    /// Builds the settings from the options (generates the TLS certificate).
+    pub fn from_options(args: &SinkOptions) -> Result<Config, SinkError> {
         let host = &args.hostname;
         let mut caps = Capabilities {
             greeting: host.clone(),
@@ -89,7 +90,7 @@ impl Config {
             },
             max_rcpts: args.max_rcpts,
             max_conns: args.max_conns.max(1),
-            idle: Duration::from_secs(args.idle_timeout.max(1)),
+            idle: args.idle_timeout.max(Duration::from_secs(1)),
             faults: Faults {
                 latency: Latency::new(&args.latency),
                 rcpt_tempfail: args.rcpt_tempfail,
@@ -118,6 +119,9 @@ pub struct Shared {
     pub shutdown: Notify,
     /// Set at shutdown, for connections that start waiting after the wake-up.
     pub shutting_down: AtomicBool,
+    /// Woken by [`Sink::stats`](super::Sink::stats): connections waiting for input
+    /// add their local counts to the totals (busy ones do every 100 ms anyway).
+    pub flush: Notify,
     /// Numbers connections (each gets its own random stream).
     next_conn: AtomicU64,
 }
@@ -130,6 +134,7 @@ impl Shared {
             recorder,
             shutdown: Notify::new(),
             shutting_down: AtomicBool::new(false),
+            flush: Notify::new(),
             next_conn: AtomicU64::new(0),
         }
     }

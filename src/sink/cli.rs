@@ -1,61 +1,16 @@
-//! `volley-load sink`: an ESMTP server that accepts and discards mail as fast as the
-//! machine allows, with fault injection and an optional record of what arrived.
-//!
-//! Layout:
-//! - [`server`]: settings, shared state, accept loops, shutdown.
-//! - [`conn`]: one connection's I/O loop (one write per read batch, timeouts, TLS).
-//! - [`session`]: the SMTP state machine over byte buffers (no I/O); [`replies`]:
-//!   its static reply bytes; [`inbuf`]: the reused input buffer.
-//! - [`magic`]: magic recipient addresses. [`faults`]: latency, failure rates, RNG.
-//! - [`record`]: `--record` JSON lines. [`stats`]: counters and the final summary.
-//! - [`tls`]: the self-signed STARTTLS certificate.
-//!
-//! Speaks EHLO/HELO, MAIL, RCPT, DATA, BDAT (CHUNKING), RSET, NOOP, QUIT, VRFY (252),
-//! HELP and STARTTLS (with `--tls`), advertising PIPELINING, CHUNKING, 8BITMIME,
-//! SIZE, ENHANCEDSTATUSCODES, SMTPUTF8 and DSN. Bare CR/LF or a smuggling-shaped
-//! end of data gets `554 5.6.0` and the connection is closed.
-//!
-//! Magic recipients (the local part decides; any domain):
-//! - `NNN@` (a 4xx/5xx reply code, e.g. `452@`, `450@`, `550@`): that RCPT is
-//!   answered NNN with a fitting enhanced status (452 -> 4.5.3, 450 -> 4.2.0,
-//!   451 -> 4.3.0, 550 -> 5.1.1, 551 -> 5.1.6, 552 -> 5.2.2, 553 -> 5.1.3,
-//!   554 -> 5.7.1, others X.0.0); `421@` also closes the connection.
-//! - `421-disconnect@`: `421 4.4.2` at RCPT, then the connection is closed.
-//! - `disconnect-rcpt@`: the connection is dropped at that RCPT without a reply.
-//! - `delay-MS@`: that RCPT's reply comes MS milliseconds late (other connections
-//!   are not held up).
-//! - `data-NNN@`: accepted, but the transaction's end-of-data reply is NNN
-//!   (2xx/4xx/5xx; with several, the highest code wins; 421 also closes).
-//! - `data-delay-MS@`: accepted; the end-of-data reply comes MS milliseconds late.
-//! - `disconnect-data@`: accepted; once the body has arrived the connection is
-//!   dropped without a reply.
-//! - `tempfail-once-TAG@`: `451 4.3.0` the first time the process sees this address
-//!   (case-insensitive), accepted every time after: for retry tests.
-//!
-//! Magic recipients skip the random `--rcpt-*fail` rolls. On SIGINT/SIGTERM the sink
-//! prints one JSON object to stdout (`messages`, `recipients`, `bytes`,
-//! `connections`, `elapsed_s`, `replies` by code) and exits 0.
+//! `volley-load sink`: the command line ([`Args`]) and [`run`], which serves until
+//! SIGINT/SIGTERM and then prints the JSON summary on stdout.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 
-mod conn;
-mod faults;
-mod inbuf;
-mod magic;
-mod record;
-mod replies;
-mod server;
-mod session;
-mod stats;
-#[cfg(test)]
-mod tests;
-mod tls;
-
-use faults::{LatencySpec, Percent};
+use super::faults::{LatencySpec, Percent};
+use super::options::SinkOptions;
+use super::{record, server};
 
 const MAGIC_HELP: &str = "\
 Magic recipients (the local part decides; any domain):
@@ -138,29 +93,55 @@ pub struct Args {
     pub seed: u64,
 }
 
+impl Args {
+    /// The same settings as [`SinkOptions`].
+    pub fn to_options(&self) -> SinkOptions {
+        SinkOptions {
+            listen: self.listen.clone(),
+            hostname: self.hostname.clone(),
+            threads: self.threads,
+            max_size: self.max_size,
+            max_rcpts: self.max_rcpts,
+            max_conns: self.max_conns,
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            tls: self.tls,
+            record: self.record.clone(),
+            quiet: self.quiet,
+            latency: self.latency.clone(),
+            rcpt_tempfail: self.rcpt_tempfail,
+            rcpt_permfail: self.rcpt_permfail,
+            data_tempfail: self.data_tempfail,
+            data_permfail: self.data_permfail,
+            disconnect: self.disconnect,
+            seed: self.seed,
+        }
+    }
+}
+
 /// Runs the sink until SIGINT or SIGTERM, then prints the JSON summary.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let rt = if args.threads <= 1 {
+    let opts = args.to_options();
+    let rt = if opts.threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
     } else {
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(args.threads)
+            .worker_threads(opts.threads)
             .enable_all()
             .build()?
     };
     rt.block_on(async {
         let shutdown = shutdown_signal()?;
-        let cfg = Arc::new(server::Config::from_args(&args)?);
-        let recorder = args
+        let cfg = Arc::new(server::Config::from_options(&opts)?);
+        let recorder = opts
             .record
             .as_deref()
             .map(record::Recorder::create)
             .transpose()?;
         let shared = Arc::new(server::Shared::new(recorder));
         let mut listeners = Vec::new();
-        for addr in &args.listen {
+        for addr in &opts.listen {
             listeners.push(server::bind(*addr).with_context(|| format!("listening on {addr}"))?);
         }
         for l in &listeners {

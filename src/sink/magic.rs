@@ -2,7 +2,7 @@
 //! misbehave for that recipient or its transaction (list in the module doc of
 //! `sink`, and in `volley-load sink --help`).
 
-use volley::smtp::status::{EnhancedStatus, ReplyCode};
+use crate::smtp::status::{EnhancedStatus, ReplyCode};
 
 /// What a recipient's local part asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,10 +13,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::smtp::command::{next_line, Command, Line, MailFrom, RcptTo};
+use crate::smtp::data::{DataError, DataProgress, DataReader};
+use crate::smtp::limits::MAX_COMMAND_LINE_WITH_PARAMS;
 use sha2::{Digest, Sha256};
-use volley::smtp::command::{next_line, Command, Line, MailFrom, RcptTo};
-use volley::smtp::data::{DataError, DataProgress, DataReader};
-use volley::smtp::limits::MAX_COMMAND_LINE_WITH_PARAMS;
 
 use super::faults::{self, Point, Rng};
 use super::inbuf::InBuf;

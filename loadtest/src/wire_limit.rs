@@ -1,9 +1,10 @@
-//! `volley-load demo`: the load-test kit in one command. Starts a sink on loopback,
-//! blasts a few standard workloads at it (the "wire limit" figures later issues
-//! measure the transmitter against) and prints a table.
+//! `volley-load wire-limit`: the load-test kit in one command. Starts a sink on
+//! loopback, blasts a few standard workloads at it (the "wire limit" figures the
+//! transmitter is measured against) and prints a table. (It was `volley-load demo`;
+//! the one demo is now `volley demo`, the transmitter end to end.)
 //!
 //! The sink and the blaster run as child processes of this same binary, driven
-//! through their command lines, so the demo exercises exactly what users run.
+//! through their command lines, so it exercises exactly what users run.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};
@@ -65,14 +66,14 @@ const WORKLOADS: &[Workload] = &[
     },
 ];
 
-/// Runs the demo.
+/// Runs the workloads and prints the table.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating volley-load")?;
     let addr = free_port("127.0.0.2")?;
     let mut sink = start_sink(&exe, addr)?;
     if !args.json {
         println!(
-            "volley-load demo: sink on {addr}, {} connections\n",
+            "volley-load wire-limit: sink on {addr}, {} connections\n",
             args.connections
         );
         println!(
