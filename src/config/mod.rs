@@ -163,7 +163,10 @@ impl Config {
             return Err(bad("http.max_recipients", "must be at least 1"));
         }
         if h.campaign_message_recipients == 0 {
-            return Err(bad("http.campaign_message_recipients", "must be at least 1"));
+            return Err(bad(
+                "http.campaign_message_recipients",
+                "must be at least 1",
+            ));
         }
         let s = &self.smtp;
         for (key, n) in [
@@ -196,8 +199,7 @@ impl Config {
         for (i, t) in self.tenant.iter().enumerate() {
             let ok = !t.name.is_empty()
                 && t.name.len() <= 64
-                && t
-                    .name
+                && t.name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
             if !ok {

@@ -29,6 +29,12 @@ pub struct SpoolConfig {
     pub max_queued_bytes: ByteSize,
     /// RocksDB block cache shared by all column families. Default: "256MiB".
     pub block_cache: ByteSize,
+    /// How long a finished message's completion record (its status after it left
+    /// the spool, for `GET /api/v1/messages/{id}`) is kept, counted from the
+    /// message's creation; keep it above `delivery.message_lifetime` so every
+    /// message's final status stays visible for a while. Default: "7d".
+    #[serde(with = "duration")]
+    pub status_retention: Duration,
 }
 
 impl Default for SpoolConfig {
@@ -40,6 +46,7 @@ impl Default for SpoolConfig {
             max_queued_messages: o.max_queued_messages,
             max_queued_bytes: ByteSize(o.max_queued_bytes as u64),
             block_cache: ByteSize(o.block_cache_bytes as u64),
+            status_retention: Duration::from_secs(7 * 86_400),
         }
     }
 }
