@@ -168,6 +168,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if h.max_connections == 0 {
+            return Err(bad("http.max_connections", "must be at least 1"));
+        }
+        if h.header_timeout.is_zero() {
+            return Err(bad("http.header_timeout", "must be positive"));
+        }
         let s = &self.smtp;
         for (key, n) in [
             ("max_recipients", s.max_recipients),

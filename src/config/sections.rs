@@ -81,6 +81,13 @@ pub struct HttpConfig {
     /// Recipients stored together as one message (one body) when a streamed
     /// campaign's content is the same for each of them. Default: 1000.
     pub campaign_message_recipients: usize,
+    /// Open connections; more are closed at once (clients retry). Default: 1000.
+    pub max_connections: usize,
+    /// Time allowed for a request's head (request line and headers) to arrive, so
+    /// a client dribbling bytes cannot hold a connection (slowloris); also the idle
+    /// limit of a kept-alive connection between requests. Default: "30s".
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
 }
 
 impl Default for HttpConfig {
@@ -90,6 +97,8 @@ impl Default for HttpConfig {
             max_body: ByteSize::mib(50),
             max_recipients: 10_000,
             campaign_message_recipients: 1000,
+            max_connections: 1000,
+            header_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -915,3 +915,67 @@ fn campaign_stream_rss_child() {
         api.stop().await;
     });
 }
+
+/// A client dribbling its request head is cut off at `http.header_timeout`
+/// (slowloris), and connections over `http.max_connections` get a JSON 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_heads_are_cut_off_and_connections_are_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Api::start(
+        "slowloris",
+        false,
+        "max_connections = 2\nheader_timeout = \"1s\"",
+    )
+    .await;
+    let addr = api.base.trim_start_matches("http://").to_string();
+
+    // Two connections take both slots: one dribbles a header byte every 200 ms,
+    // one sits idle. A third is told to come back.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut busy = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), third.read_to_end(&mut busy))
+        .await
+        .expect("over-cap connection answered and closed")
+        .unwrap();
+    let busy = String::from_utf8_lossy(&busy);
+    assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+    assert!(busy.contains("\"code\":\"too_many_connections\""), "{busy}");
+
+    let started = Instant::now();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut closed = false;
+    for b in b"X-Dribble: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        .iter()
+        .cycle()
+        .take(200)
+    {
+        if slow.write_all(&[*b]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(200), slow.read(&mut buf)).await
+        {
+            // 0 = closed; anything else is hyper's answer before closing (408).
+            let _ = n;
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a dribbling client kept its connection for 40 s");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    drop(idle);
+
+    // The slots are free again: a normal request works.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    api.health.set(true);
+    let ok = api.get("/health", None);
+    assert_eq!(ok.status, 200, "{}", ok.status);
+    api.stop().await;
+}

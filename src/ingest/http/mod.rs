@@ -31,6 +31,7 @@ pub mod inject;
 pub mod lines;
 pub mod progress;
 pub mod routes;
+pub mod serve;
 pub mod status;
 pub mod store;
 
@@ -171,14 +172,12 @@ impl HttpServer {
         let addr = listener.local_addr().map_err(bind_error)?;
         let app = router(ApiState::new(config, engine, health));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                eprintln!("http: server stopped: {e}");
-            }
-        });
+        let limits = serve::ServeLimits {
+            max_connections: config.http.max_connections,
+            header_timeout: config.http.header_timeout,
+            grace: SHUTDOWN_GRACE.saturating_sub(Duration::from_secs(1)),
+        };
+        let task = tokio::spawn(serve::run(listener, app, limits, stopped));
         Ok(HttpServer { addr, stop, task })
     }
 

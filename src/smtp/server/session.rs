@@ -625,7 +625,10 @@ impl Session {
             smtputf8: true,
             starttls: self.cfg.starttls && self.tls.is_none(),
             enhanced_status_codes: true,
-            dsn: true,
+            // Not advertised: Volley passes NOTIFY/ORCPT/RET/ENVID on when a client
+            // sends them, but does not yet write delivery status notifications
+            // itself, and DSN would promise that.
+            dsn: false,
             auth: if self.auth_offered() {
                 vec![AuthMechanism::Plain, AuthMechanism::Login]
             } else {
