@@ -5,6 +5,8 @@
 //! - `blast`: an open-loop SMTP load generator with HDR latency percentiles.
 //! - `wire-limit`: both together on loopback, printing the wire-limit table.
 //! - `spool-bench`: durable store throughput and recovery time of the spool.
+//! - `scenario a|b|c|d`: Volley end to end on loopback (HTTP inject, durable spool,
+//!   DNS, sinks), measured against the wire limit in the same run.
 
 use std::process::ExitCode;
 
@@ -13,7 +15,9 @@ use clap::{Parser, Subcommand};
 use volley::sink;
 
 mod blast;
+mod scenario;
 mod spool_bench;
+mod vs_postfix;
 mod wire_limit;
 
 /// Volley's load-testing kit: a fast SMTP sink and an open-loop blaster.
@@ -34,6 +38,15 @@ enum Command {
     WireLimit(wire_limit::Args),
     /// Measure the spool: durable store throughput and latency, recovery time.
     SpoolBench(spool_bench::Args),
+    /// Volley vs a private Postfix relay on one workload (see loadtest/vs-postfix.sh).
+    VsPostfix(vs_postfix::Args),
+    /// Run a load scenario end to end: Volley, its durable spool, DNS and sinks on
+    /// loopback; delivered rate, latencies, CPU and memory, and the wire limit.
+    Scenario(scenario::Args),
+    /// Volley in this process from a config file, counters on stdout, stopped by
+    /// closing stdin (the `scenario` command's child).
+    #[command(hide = true)]
+    ScenarioVolley(scenario::volley_proc::ChildArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +63,9 @@ fn main() -> ExitCode {
         Command::Blast(args) => blast::run(args),
         Command::WireLimit(args) => wire_limit::run(args),
         Command::SpoolBench(args) => spool_bench::run(args),
+        Command::VsPostfix(args) => vs_postfix::run(args),
+        Command::Scenario(args) => scenario::run(args),
+        Command::ScenarioVolley(args) => scenario::volley_proc::run_child(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,4 +17,6 @@ mod ingest_smtp_submission;
 mod interop_postfix;
 mod postfix_receiver;
 mod postfix_smtpd;
+mod scenario;
 mod sink_faults;
+mod vs_postfix;
