@@ -184,7 +184,10 @@ fn banner_and_ehlo_before_and_after_tls() {
         );
     }
     assert!(!ehlo.contains("AUTH"), "AUTH offered before TLS: {ehlo}");
-    assert!(!ehlo.contains("DSN"), "DSN promised but not written: {ehlo}");
+    assert!(
+        !ehlo.contains("DSN"),
+        "DSN promised but not written: {ehlo}"
+    );
     assert_eq!(d.send(b"STARTTLS\r\n"), "220 2.0.0 Ready to start TLS\r\n");
     let ehlo = d.send(b"EHLO client.test\r\n");
     assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
