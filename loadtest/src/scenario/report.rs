@@ -137,7 +137,7 @@ impl Report {
             .sink_totals
             .bytes
             .saturating_sub(self.wire.messages * self.shape.size as u64);
-        let bytes_per_tx = if tx > 0 { volley_bytes / tx } else { 0 };
+        let bytes_per_tx = volley_bytes.checked_div(tx).unwrap_or(0);
         let mut out = json!({
             "scenario": self.shape.which,
             "title": self.shape.title,
@@ -164,7 +164,7 @@ impl Report {
             "http_endpoint": if campaign { "/api/v1/campaigns" } else { "/api/v1/messages" },
             "http_requests": i.requests,
             "http_recipients_per_request": self.shape.pace.batch,
-            "http_request_bytes": if i.requests > 0 { i.request_bytes / i.requests } else { 0 },
+            "http_request_bytes": i.request_bytes.checked_div(i.requests).unwrap_or(0),
             "http_concurrency": self.shape.pace.concurrency,
             "http_busy_503": i.busy,
             "ack_p50_ms": ms(&i.ack_us, 0.5),
