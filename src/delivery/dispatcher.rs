@@ -9,7 +9,8 @@
 //!   stale domain in a task of its own (a slow DNS answer holds up nothing else);
 //! - fails the batch (defer, or bounce for a 5xx) if the site is down;
 //! - hands it back to the scheduler, unattempted, if the site already has a full
-//!   stage (its sessions take the domain's work directly anyway); when the same
+//!   stage (the domain is marked active there, so its sessions take the domain's
+//!   work directly once the stage drains); when the same
 //!   domain comes back in one pass every ready domain has had its turn, so the
 //!   pass ends;
 //! - else stages it on the site.
@@ -147,6 +148,8 @@ fn pass(shared: &Arc<Shared>, st: &mut State) {
             continue;
         }
         if site.staged() >= site.stage_limit() {
+            // Its sessions take the domain's work directly once the stage drains.
+            site.activate(&domain);
             hand_back(shared, batch);
             if !handed_back.insert(domain) {
                 break;

@@ -433,8 +433,12 @@ impl EngineHandle {
             return Err(SpoolError::Closed);
         }
         msg.meta.validate()?;
-        let meta = msg.meta.clone();
+        let meta = Arc::new(msg.meta.clone());
+        let body = msg.body.clone();
         self.shared.spool.store(msg).await?;
+        // Before the enqueue, so the first take finds it: delivery sends the
+        // buffer ingest stored, never reading it back.
+        self.shared.cache.prime(meta.clone(), body);
         let mut pending = meta.pending();
         due_now(&mut pending);
         self.shared.scheduler.enqueue(&pending);

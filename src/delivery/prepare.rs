@@ -86,6 +86,20 @@ impl MessageCache {
         Ok(prepared)
     }
 
+    /// Caches a message just stored, so its first delivery does not read back
+    /// what ingest had in hand (no I/O; the body is shared, not copied).
+    pub fn prime(&self, meta: Arc<MessageMeta>, raw: crate::spool::Body) {
+        let id = meta.id;
+        self.bodies.insert(id, raw.clone());
+        let mail = mail_from(&meta);
+        let prepared = Arc::new(Prepared {
+            meta,
+            body: MessageBody::new(Bytes::from_owner(raw)),
+            mail,
+        });
+        self.insert(id, prepared);
+    }
+
     /// The prepared message `id`, if cached (no I/O).
     pub fn cached(&self, id: MessageId) -> Option<Arc<Prepared>> {
         self.lock().map.get(&id).cloned()

@@ -219,20 +219,27 @@ fn run(ctx: ResultsCtx, rx: mpsc::Receiver<Work>) {
             }
         }
         let counters: Vec<(CampaignId, CampaignCounters)> = out.counters.drain().collect();
+        let finished: Vec<(MessageId, Option<Arc<MessageMeta>>)> = out
+            .removes
+            .iter()
+            .map(|id| {
+                let meta = out.metas.get(id).cloned().flatten();
+                (*id, meta.or_else(|| ctx.cache.meta(*id)))
+            })
+            .collect();
         let mut written = Ok(());
-        if !out.updates.is_empty() || !counters.is_empty() {
-            written = ctx.spool.update_counted(&out.updates, &counters);
+        if !out.updates.is_empty() || !counters.is_empty() || !finished.is_empty() {
+            // One write for the group: results, counters and finished messages.
+            written = ctx.spool.settle_group(&out.updates, &counters, &finished);
             if let Err(e) = &written {
                 eprintln!(
-                    "volley: writing {} results to the spool failed: {e}",
-                    out.updates.len()
+                    "volley: writing {} results and removing {} finished messages failed: {e}",
+                    out.updates.len(),
+                    finished.len()
                 );
             }
         }
         for id in out.removes {
-            if let Err(e) = ctx.spool.remove(id) {
-                eprintln!("volley: removing finished message {id} failed: {e}");
-            }
             ctx.cache.invalidate(id);
         }
         for event in out.events {

@@ -16,8 +16,8 @@ use crate::queue::{Batch, Scheduler};
 use crate::shaping::{Limits, Shaper, SiteShaper};
 use crate::smtp::reply::Reply;
 
-/// Most domains a session looks at for direct work per take (the dispatcher's
-/// `take_next` covers the rest).
+/// Most active domains a session looks at for direct work per take (the
+/// dispatcher's `take_next` covers the rest).
 const DIRECT_TRIES: usize = 64;
 
 /// A site and its pool's shared state.
@@ -49,18 +49,29 @@ struct State {
     route: Arc<Route>,
     /// Batches handed over by the dispatcher, oldest first.
     staged: VecDeque<Batch>,
-    /// The domains routed here, for direct takes, round-robin.
-    domains: Vec<DomainEntry>,
+    /// The domains routed here.
+    domains: Vec<Slot>,
     /// Position of each domain in `domains`.
     index: HashMap<Arc<str>, usize>,
-    /// Next domain to look at for direct work.
-    cursor: usize,
+    /// Domains that lately had work, for direct takes, round-robin. A domain
+    /// joins when the dispatcher stages its work and leaves when a take finds
+    /// nothing, so a site with 10,000 domains and work in three of them looks
+    /// at those three, not the 10,000. (Names of removed or inactive domains
+    /// may linger; a take skips them.)
+    active: VecDeque<Arc<str>>,
     /// Until when the site counts as down, and the error that put it down.
     dead: Option<(Instant, Reply)>,
     /// No new session before this (a connection was refused while others ran).
     hold: Option<Instant>,
     /// Addresses that failed while a later one worked, tried last until then.
     bad: HashMap<SocketAddr, Instant>,
+}
+
+/// A domain routed to the site, and whether it is in the active list.
+#[derive(Debug)]
+struct Slot {
+    entry: DomainEntry,
+    active: bool,
 }
 
 /// A domain routed to a site.
@@ -94,7 +105,7 @@ impl Site {
                 staged: VecDeque::new(),
                 domains: Vec::new(),
                 index: HashMap::new(),
-                cursor: 0,
+                active: VecDeque::new(),
                 dead: None,
                 hold: None,
                 bad: HashMap::new(),
@@ -132,10 +143,13 @@ impl Site {
             st.route = route.clone();
         }
         match st.index.get(domain) {
-            Some(&i) => st.domains[i] = entry.clone(),
+            Some(&i) => st.domains[i].entry = entry.clone(),
             None => {
                 let i = st.domains.len();
-                st.domains.push(entry.clone());
+                st.domains.push(Slot {
+                    entry: entry.clone(),
+                    active: false,
+                });
                 st.index.insert(domain.clone(), i);
             }
         }
@@ -149,7 +163,7 @@ impl Site {
             return;
         };
         st.domains.swap_remove(i);
-        if let Some(moved) = st.domains.get(i).map(|d| d.name.clone()) {
+        if let Some(moved) = st.domains.get(i).map(|d| d.entry.name.clone()) {
             st.index.insert(moved, i);
         }
     }
@@ -159,7 +173,10 @@ impl Site {
     pub fn policy(&self, domain: &str) -> (usize, Option<TlsPolicy>) {
         let st = self.lock();
         match st.index.get(domain) {
-            Some(&i) => (st.domains[i].max_rcpts.max(1), st.domains[i].tls),
+            Some(&i) => {
+                let d = &st.domains[i].entry;
+                (d.max_rcpts.max(1), d.tls)
+            }
             None => (
                 (self.limits().max_recipients_per_transaction as usize).max(1),
                 None,
@@ -223,10 +240,18 @@ impl Site {
         st.domains.is_empty() && st.staged.is_empty() && self.session_count() == 0
     }
 
-    /// Hands a batch to the site's sessions.
+    /// Hands a batch to the site's sessions; its domain becomes active.
     pub fn stage(&self, batch: Batch) {
-        self.lock().staged.push_back(batch);
+        let mut st = self.lock();
+        st.activate(&batch.domain);
+        st.staged.push_back(batch);
+        drop(st);
         self.notify.notify_one();
+    }
+
+    /// Marks `domain` as having ready work, for sessions' direct takes.
+    pub fn activate(&self, domain: &Arc<str>) {
+        self.lock().activate(domain);
     }
 
     /// Puts batches back at the front (a session that could not send them yet).
@@ -256,27 +281,35 @@ impl Site {
     }
 
     /// The next batch for a session: staged work first, then ready work of the
-    /// site's domains with fresh routes, taken from the scheduler directly.
+    /// site's active domains with fresh routes, taken from the scheduler directly.
     pub fn next_batch(&self, scheduler: &Scheduler) -> Option<Batch> {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         if let Some(b) = st.staged.pop_front() {
             return Some(b);
         }
-        let n = st.domains.len();
-        if n == 0 {
-            return None;
-        }
         let now = Instant::now();
-        for _ in 0..n.min(DIRECT_TRIES) {
-            let i = st.cursor % n;
-            st.cursor = st.cursor.wrapping_add(1);
-            let d = &st.domains[i];
-            if d.fresh_until <= now {
+        for _ in 0..st.active.len().min(DIRECT_TRIES) {
+            let Some(name) = st.active.pop_front() else {
+                break;
+            };
+            let Some(&i) = st.index.get(&name) else {
+                continue;
+            };
+            let slot = &mut st.domains[i];
+            if !slot.active {
                 continue;
             }
-            if let Some(b) = scheduler.take_batch_max(&d.name, d.max_rcpts) {
-                return Some(b);
+            if slot.entry.fresh_until > now {
+                let max = slot.entry.max_rcpts;
+                if let Some(b) = scheduler.take_batch_max(&name, max) {
+                    st.active.push_back(name);
+                    return Some(b);
+                }
             }
+            // Nothing ready, or the route went stale (then only the dispatcher
+            // takes its work, and routes it again).
+            st.domains[i].active = false;
         }
         None
     }
@@ -286,7 +319,12 @@ impl Site {
     pub fn take_backlog(&self, scheduler: &Scheduler, max_recipients: usize) -> Vec<Batch> {
         let mut out = self.drain_staged();
         let mut n: usize = out.iter().map(|b| b.recipients.len()).sum();
-        let domains: Vec<DomainEntry> = self.lock().domains.clone();
+        let domains: Vec<DomainEntry> = self
+            .lock()
+            .domains
+            .iter()
+            .map(|d| d.entry.clone())
+            .collect();
         for d in domains {
             while n < max_recipients {
                 let Some(b) = scheduler.take_batch_max(&d.name, d.max_rcpts) else {
@@ -320,6 +358,18 @@ impl Site {
     /// Sessions running.
     pub fn session_count(&self) -> usize {
         self.sessions.load(Ordering::Acquire)
+    }
+}
+
+impl State {
+    fn activate(&mut self, domain: &Arc<str>) {
+        if let Some(&i) = self.index.get(domain) {
+            let slot = &mut self.domains[i];
+            if !slot.active {
+                slot.active = true;
+                self.active.push_back(domain.clone());
+            }
+        }
     }
 }
 
@@ -447,5 +497,54 @@ mod tests {
         assert_eq!(order(&s), ["b", "c", "a"]);
         s.demote(["192.0.2.2:25".parse().unwrap()], Instant::now());
         assert_eq!(order(&s)[2], "a", "an expired demotion no longer counts");
+    }
+
+    #[test]
+    fn sessions_take_direct_work_only_from_active_domains() {
+        use crate::model::message::tests::sample;
+        use crate::model::{MessageId, Timestamp};
+        use crate::queue::{Clock, ManualClock, SchedulerConfig};
+
+        let s = site(&[("a", 10, "192.0.2.1")]);
+        let clock = Arc::new(ManualClock::new(Timestamp::from_secs(1_700_000_000)));
+        let scheduler = Scheduler::new(SchedulerConfig::default(), clock.clone());
+        let shaper = Shaper::new(&ShapingConfig::default(), Arc::new(TokioClock::new()));
+        let route = Arc::new(route(RouteKind::Mx));
+        let fresh = Instant::now() + std::time::Duration::from_secs(60);
+        let names: Vec<Arc<str>> = (0..1000).map(|i| Arc::from(format!("d{i}.test"))).collect();
+        for d in &names {
+            s.add_domain(&shaper, d, &route, fresh);
+        }
+        let queue = |id: u128, domain: &str| {
+            let mut m = sample(MessageId(id), None, &[&format!("u@{domain}")]);
+            m.created = clock.now();
+            m.expires = scheduler.expiry_for(clock.now());
+            assert_eq!(scheduler.enqueue(&m.pending()), 1);
+        };
+        // Work queued in the scheduler but never staged: no domain is active yet.
+        queue(1, "d7.test");
+        assert!(s.next_batch(&scheduler).is_none());
+        // Staging one batch of d7 activates it: its next message is taken directly.
+        queue(2, "d7.test");
+        s.stage(scheduler.take_batch("d7.test").unwrap());
+        let staged = s.next_batch(&scheduler).unwrap();
+        assert_eq!(staged.id, MessageId(1));
+        assert_eq!(s.next_batch(&scheduler).unwrap().id, MessageId(2));
+        // Empty now: the take that finds nothing deactivates it, so new work there
+        // waits for the dispatcher (or `activate`), and idle domains cost nothing.
+        assert!(s.next_batch(&scheduler).is_none());
+        assert!(s.lock().active.is_empty());
+        queue(3, "d7.test");
+        assert!(s.next_batch(&scheduler).is_none());
+        s.activate(&names[7]);
+        s.activate(&names[7]);
+        assert_eq!(s.lock().active.len(), 1, "activated once");
+        assert_eq!(s.next_batch(&scheduler).unwrap().id, MessageId(3));
+        // A removed domain's lingering name is skipped.
+        queue(4, "d9.test");
+        s.activate(&names[9]);
+        s.remove_domain("d9.test");
+        assert!(s.next_batch(&scheduler).is_none());
+        let _ = scheduler.take_batch("d9.test").unwrap();
     }
 }

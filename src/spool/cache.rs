@@ -74,7 +74,9 @@ impl BodyCache {
         self.lock().bytes
     }
 
-    fn insert(&self, id: MessageId, body: Body) {
+    /// Caches `body` as `id`'s (a message just stored), unless larger than the
+    /// capacity.
+    pub fn insert(&self, id: MessageId, body: Body) {
         if body.len() > self.capacity {
             return;
         }

@@ -230,6 +230,30 @@ pub trait Spool: Send + Sync {
     /// `Ok` and writes nothing.
     fn remove(&self, id: MessageId) -> Result<(), SpoolError>;
 
+    /// The results path's write for one drained group: `updates` and `counters`
+    /// as [`Spool::update_counted`], then each message of `finished` removed as
+    /// [`Spool::remove`]. A meta given with an id spares its read, and a status in
+    /// `updates` spares the read of that recipient's record. Each message of
+    /// `finished` must still be stored (removal is not idempotent here when a
+    /// meta is given). The default makes those calls one after another (every
+    /// one, even after a failure) and returns the first error; a spool that can
+    /// writes it all as one unsynced batch.
+    fn settle_group(
+        &self,
+        updates: &[StateUpdate],
+        counters: &[(CampaignId, CampaignCounters)],
+        finished: &[(MessageId, Option<Arc<MessageMeta>>)],
+    ) -> Result<(), SpoolError> {
+        let mut result = self.update_counted(updates, counters);
+        for (id, _) in finished {
+            let removed = self.remove(*id);
+            if result.is_ok() {
+                result = removed;
+            }
+        }
+        result
+    }
+
     /// The recipient records of `meta`'s message, one per envelope recipient in
     /// order (`None`: no record, i.e. purged or the message is gone): one
     /// multi-get.

@@ -347,6 +347,74 @@ pub(crate) fn completion_records_and_counters(h: &mut dyn Harness) {
     assert_eq!(two.recipients[0].2, RecipientStatus::Purged);
 }
 
+pub(crate) fn settle_group_writes_results_and_retires_finished(h: &mut dyn Harness) {
+    let spring = CampaignId("spring".into());
+    // 1 finishes in this group with part of its results written earlier; 2
+    // finishes with every result in the group, meta given; 3 stays queued.
+    let m1 = store(h, 1, Some("spring"), &["a@x.org", "b@y.org"]);
+    let m2 = store(h, 2, Some("spring"), &["c@x.org"]);
+    let m3 = store(h, 3, None, &["d@z.org", "e@z.org"]);
+    let bounce = StoredReply {
+        code: 550,
+        text: "5.1.1 no such user".into(),
+    };
+    h.spool()
+        .update(&[update("x.org", 1, 0, RecipientStatus::Delivered)])
+        .unwrap();
+    let deferred = RecipientStatus::Deferred {
+        attempts: 1,
+        next_due: Timestamp::from_secs(2_000_000_000),
+        last_reply: StoredReply {
+            code: 451,
+            text: "4.3.0 try later".into(),
+        },
+    };
+    h.spool()
+        .settle_group(
+            &[
+                update("y.org", 1, 1, RecipientStatus::Bounced(bounce.clone())),
+                update("x.org", 2, 0, RecipientStatus::Delivered),
+                update("z.org", 3, 0, RecipientStatus::Delivered),
+                update("z.org", 3, 1, deferred.clone()),
+            ],
+            &[(
+                spring.clone(),
+                CampaignCounters::outcome(&RecipientStatus::Delivered),
+            )],
+            &[(m1.id, None), (m2.id, Some(Arc::new(m2.clone())))],
+        )
+        .unwrap();
+    h.reopen();
+    let s = h.spool();
+    for id in [m1.id, m2.id] {
+        assert!(matches!(s.load_meta(id), Err(SpoolError::NotFound(_))));
+        assert!(matches!(s.load_body(id), Err(SpoolError::NotFound(_))));
+    }
+    assert!(s.load_statuses(&m1).unwrap().iter().all(Option::is_none));
+    let one = s.load_completed(m1.id).unwrap().unwrap();
+    assert_eq!(
+        one.recipients,
+        vec![
+            ("a@x.org".into(), "x.org".into(), RecipientStatus::Delivered),
+            (
+                "b@y.org".into(),
+                "y.org".into(),
+                RecipientStatus::Bounced(bounce)
+            ),
+        ]
+    );
+    let two = s.load_completed(m2.id).unwrap().unwrap();
+    assert_eq!(two.recipients[0].2, RecipientStatus::Delivered);
+    assert_eq!(
+        s.load_statuses(&m3).unwrap(),
+        vec![Some(RecipientStatus::Delivered), Some(deferred)]
+    );
+    assert_eq!(s.load_counters(&spring).unwrap().unwrap().delivered, 1);
+    let (pending, _) = recover_all(s);
+    assert_eq!(pending.len(), 1, "only 3's deferred recipient is left");
+    assert_eq!((pending[0].0, pending[0].1), (m3.id, 1));
+}
+
 pub(crate) fn pruning_drops_old_completion_records(h: &mut dyn Harness) {
     // Ids lead with their creation time: 1000 s, 2000 s, 3000 s.
     let at = |secs: u64| MessageId::from_parts(secs * 1000, 7, 9);
@@ -462,6 +530,13 @@ macro_rules! spool_suite {
         fn suite_completion_records_and_counters() {
             $crate::spool::suite::completion_records_and_counters(&mut $make(64 << 20));
         }
+        #[test]
+        fn suite_settle_group_writes_results_and_retires_finished() {
+            $crate::spool::suite::settle_group_writes_results_and_retires_finished(&mut $make(
+                64 << 20,
+            ));
+        }
+
         #[test]
         fn suite_pruning_drops_old_completion_records() {
             $crate::spool::suite::pruning_drops_old_completion_records(&mut $make(64 << 20));

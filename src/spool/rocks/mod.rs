@@ -17,6 +17,7 @@ mod recover;
 mod tests;
 mod writer;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -207,6 +208,33 @@ impl RocksSpool {
         self.delete_into(batch, meta)
     }
 
+    /// Adds recipient `updates` and campaign counter deltas to `batch`.
+    fn updates_into<'a>(
+        &self,
+        batch: &mut WriteBatch,
+        updates: impl Iterator<Item = &'a StateUpdate>,
+        counters: &[(CampaignId, CampaignCounters)],
+    ) -> Result<(), SpoolError> {
+        let cf = self.cf(CF_RECIPIENTS)?;
+        let (mut k, mut v) = (Vec::with_capacity(64), Vec::with_capacity(32));
+        for u in updates {
+            k.clear();
+            v.clear();
+            keys::push_recipient_key(&mut k, &u.domain, u.id, u.rcpt);
+            encode_status(&u.status, &mut v);
+            batch.put_cf(cf, &k, &v);
+        }
+        if !counters.is_empty() {
+            let ccf = self.cf(CF_COUNTERS)?;
+            for (c, delta) in counters {
+                v.clear();
+                encode_counters(delta, &mut v);
+                batch.merge_cf(ccf, c.0.as_bytes(), &v);
+            }
+        }
+        Ok(())
+    }
+
     /// The recipient records of `meta` in envelope order: one sorted multi-get.
     fn statuses(&self, meta: &MessageMeta) -> Result<Vec<Option<RecipientStatus>>, SpoolError> {
         let cf = self.cf(CF_RECIPIENTS)?;
@@ -326,23 +354,53 @@ impl Spool for RocksSpool {
         if updates.is_empty() && counters.is_empty() {
             return Ok(());
         }
-        let cf = self.cf(CF_RECIPIENTS)?;
         let mut batch = WriteBatch::with_capacity_bytes(updates.len() * 64 + counters.len() * 96);
-        let (mut k, mut v) = (Vec::with_capacity(64), Vec::with_capacity(32));
-        for u in updates {
-            k.clear();
-            v.clear();
-            keys::push_recipient_key(&mut k, &u.domain, u.id, u.rcpt);
-            encode_status(&u.status, &mut v);
-            batch.put_cf(cf, &k, &v);
+        self.updates_into(&mut batch, updates.iter(), counters)?;
+        self.db.write_opt(batch, &self.no_sync).map_err(write_err)
+    }
+
+    fn settle_group(
+        &self,
+        updates: &[StateUpdate],
+        counters: &[(CampaignId, CampaignCounters)],
+        finished: &[(MessageId, Option<Arc<MessageMeta>>)],
+    ) -> Result<(), SpoolError> {
+        if finished.is_empty() {
+            return self.update_counted(updates, counters);
         }
-        if !counters.is_empty() {
-            let ccf = self.cf(CF_COUNTERS)?;
-            for (c, delta) in counters {
-                v.clear();
-                encode_counters(delta, &mut v);
-                batch.merge_cf(ccf, c.0.as_bytes(), &v);
+        let gone: HashSet<MessageId> = finished.iter().map(|(id, _)| *id).collect();
+        // The last state of each recipient of a finishing message: it goes into
+        // the completion record, not into a record deleted in the same batch.
+        let mut last: HashMap<(MessageId, u32), &RecipientStatus> = HashMap::new();
+        for u in updates.iter().filter(|u| gone.contains(&u.id)) {
+            last.insert((u.id, u.rcpt), &u.status);
+        }
+        let mut batch = WriteBatch::with_capacity_bytes(
+            updates.len() * 64 + counters.len() * 96 + finished.len() * 256,
+        );
+        let kept = updates.iter().filter(|u| !gone.contains(&u.id));
+        self.updates_into(&mut batch, kept, counters)?;
+        for (id, meta) in finished {
+            let meta = match meta {
+                Some(m) => m.clone(),
+                None => match self.get_meta(*id)? {
+                    Some(m) => Arc::new(m),
+                    None => continue,
+                },
+            };
+            let n = meta.envelope.recipients.len() as u32;
+            let mut statuses: Vec<Option<RecipientStatus>> = (0..n)
+                .map(|i| last.get(&(*id, i)).map(|s| (*s).clone()))
+                .collect();
+            if statuses.iter().any(Option::is_none) {
+                let stored = self.statuses(&meta)?;
+                for (s, stored) in statuses.iter_mut().zip(stored) {
+                    if s.is_none() {
+                        *s = stored;
+                    }
+                }
             }
+            self.retire_into(&mut batch, &meta, statuses)?;
         }
         self.db.write_opt(batch, &self.no_sync).map_err(write_err)
     }
