@@ -58,6 +58,8 @@ struct Inner {
     /// The hickory resolver; it also caches records, so MX hosts shared by many
     /// domains are resolved once per TTL.
     resolver: TokioResolver,
+    /// MX host addresses, reused across the domains sharing the hosts.
+    hosts: resolve::HostCache,
     /// Cache lifetimes.
     ttls: Ttls,
     /// Smarthosts, in config order; the first match wins.
@@ -128,6 +130,7 @@ impl Router {
         Ok(Router {
             inner: Arc::new(Inner {
                 resolver: builder.build(),
+                hosts: resolve::HostCache::new(config.cache_size),
                 ttls: Ttls::new(config),
                 overrides: overrides.into_iter().map(Arc::new).collect(),
                 capacity: config.cache_size,
@@ -163,7 +166,10 @@ impl Router {
             .get_or_init(|| {
                 let domain: Arc<str> = Arc::from(&*domain);
                 let inner = &self.inner;
-                async move { resolve::resolve_domain(&inner.resolver, &inner.ttls, &domain).await }
+                async move {
+                    resolve::resolve_domain(&inner.resolver, &inner.hosts, &inner.ttls, &domain)
+                        .await
+                }
             })
             .await;
         answer.result.clone()

@@ -374,3 +374,25 @@ fn config_from_toml() {
     assert_eq!((o.port, o.tls, o.domains.len()), (25, false, 0));
     assert!(toml::from_str::<RouteOverride>("host = \"h\"\nprot = 1").is_err());
 }
+
+#[tokio::test]
+async fn mx_host_addresses_are_shared_by_domains_until_their_ttl() {
+    let hosts = "one.shared.test. IN MX 10 mx.shared.test.\n\
+                 two.shared.test. IN MX 10 mx.shared.test.\n\
+                 three.shared.test. IN MX 10 mx.shared.test.\n";
+    let dns = server(&format!("{hosts}mx.shared.test. 1 IN A 192.0.2.50\n")).await;
+    let router = router(&dns);
+    let one = router.route("one.shared.test").await.unwrap();
+    let two = router.route("two.shared.test").await.unwrap();
+    assert_eq!(one.hosts[0].addrs, [ip("192.0.2.50")]);
+    assert_eq!(two.hosts[0].addrs, [ip("192.0.2.50")]);
+    assert_eq!(one.site, two.site);
+    assert_eq!(dns.queries("mx.shared.test", RecordType::A), 1);
+    // The host's record expires: the next domain through it sees the new address.
+    dns.set_zone(&format!("{ZONE}{hosts}mx.shared.test. 1 IN A 192.0.2.51\n"))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let three = router.route("three.shared.test").await.unwrap();
+    assert_eq!(three.hosts[0].addrs, [ip("192.0.2.51")]);
+    assert_eq!(dns.queries("mx.shared.test", RecordType::A), 2);
+}
