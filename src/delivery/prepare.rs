@@ -34,6 +34,18 @@ pub struct Prepared {
     pub mail: Result<MailFrom, Reply>,
 }
 
+impl Prepared {
+    /// `meta` and its body `raw` (shared, not copied), with the stuffing points
+    /// found and `MAIL FROM` parsed once.
+    fn new(meta: Arc<MessageMeta>, raw: crate::spool::Body) -> Arc<Prepared> {
+        Arc::new(Prepared {
+            mail: mail_from(&meta),
+            body: MessageBody::new(Bytes::from_owner(raw)),
+            meta,
+        })
+    }
+}
+
 /// Prepared messages by id; see the module docs.
 #[derive(Debug)]
 pub struct MessageCache {
@@ -75,13 +87,7 @@ impl MessageCache {
         }
         let meta = spool.load_meta(id)?;
         let raw = self.bodies.get_or_load(id, || spool.load_body(id))?;
-        let body = MessageBody::new(Bytes::from_owner(raw));
-        let mail = mail_from(&meta);
-        let prepared = Arc::new(Prepared {
-            meta: Arc::new(meta),
-            body,
-            mail,
-        });
+        let prepared = Prepared::new(Arc::new(meta), raw);
         self.insert(id, prepared.clone());
         Ok(prepared)
     }
@@ -91,13 +97,7 @@ impl MessageCache {
     pub fn prime(&self, meta: Arc<MessageMeta>, raw: crate::spool::Body) {
         let id = meta.id;
         self.bodies.insert(id, raw.clone());
-        let mail = mail_from(&meta);
-        let prepared = Arc::new(Prepared {
-            meta,
-            body: MessageBody::new(Bytes::from_owner(raw)),
-            mail,
-        });
-        self.insert(id, prepared);
+        self.insert(id, Prepared::new(meta, raw));
     }
 
     /// The prepared message `id`, if cached (no I/O).
